@@ -1,0 +1,1 @@
+"""Flow configuration: models, YAML loading with positions, interpolation, lint, schema."""

@@ -1,0 +1,57 @@
+"""Field types that check themselves at lint time: project files and JSONata expressions.
+
+Config models are validated with a context ``{"project_dir": Path}``; a ``ProjectFile`` then
+must exist under the project, and a ``JsonataExpr`` must parse.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, ValidationInfo
+
+from dovetail.mapping.jsonata import JsonataSyntaxError, compile_expression
+
+
+def _project_dir(info: ValidationInfo) -> Path | None:
+    context = info.context if isinstance(info.context, dict) else None
+    if context is None:
+        return None
+    value = context.get("project_dir")
+    return Path(value) if value is not None else None
+
+
+def _check_project_file(value: str, info: ValidationInfo) -> str:
+    root = _project_dir(info)
+    if root is None:
+        return value
+    target = value.split("#", 1)[0]
+    path = Path(target) if Path(target).is_absolute() else root / target
+    if not path.is_file():
+        raise ValueError(f"file not found: {target} (looked in {path.parent})")
+    return value
+
+
+def _check_jsonata(value: str) -> str:
+    try:
+        compile_expression(value)
+    except JsonataSyntaxError as exc:
+        where = f" at character {exc.position}" if exc.position is not None else ""
+        raise ValueError(f"{exc}{where}") from None
+    return value
+
+
+ProjectFile = Annotated[
+    str,
+    AfterValidator(_check_project_file),
+    Field(description="A path relative to the project directory; must exist."),
+]
+"""A file of the user's project, relative to the project directory."""
+
+JsonataExpr = Annotated[
+    str,
+    AfterValidator(_check_jsonata),
+    Field(description="A JSONata expression, checked for syntax at lint time."),
+]
+"""A JSONata expression from the flow file."""

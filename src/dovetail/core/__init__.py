@@ -1,0 +1,1 @@
+"""The runtime core: envelopes, acks, component protocols and the runner. No I/O libraries."""

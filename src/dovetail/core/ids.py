@@ -1,0 +1,53 @@
+"""Identifiers: time-ordered UUIDv7 message ids and W3C trace context."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+
+_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+
+
+def uuid7() -> str:
+    """Return a new RFC 9562 UUIDv7 as a string: millisecond time first, so ids sort by time."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & 0xFFFF_FFFF_FFFF) << 80
+    value |= 0x7 << 76
+    value |= ((rand >> 62) & 0xFFF) << 64
+    value |= 0b10 << 62
+    value |= rand & 0x3FFF_FFFF_FFFF_FFFF
+    return str(uuid.UUID(int=value))
+
+
+def trace_id_from_traceparent(header: str | None) -> str | None:
+    """Return the trace id of a valid W3C ``traceparent`` header, else ``None``."""
+    if not header:
+        return None
+    match = _TRACEPARENT.match(header.strip().lower())
+    if match is None or match.group(1) == "0" * 32:
+        return None
+    return match.group(1)
+
+
+def new_trace_id() -> str:
+    """Return a fresh 32-hex-digit trace id, usable as a correlation id."""
+    return os.urandom(16).hex()
+
+
+def make_traceparent(trace_id: str) -> str:
+    """Build a ``traceparent`` header continuing ``trace_id`` with a new span id."""
+    return f"00-{trace_id}-{os.urandom(8).hex()}-01"
+
+
+def correlation_id_from_headers(headers: dict[str, str]) -> str:
+    """The correlation id of an incoming message: ``traceparent``, then ``x-correlation-id``."""
+    from_trace = trace_id_from_traceparent(headers.get("traceparent"))
+    if from_trace:
+        return from_trace
+    explicit = headers.get("x-correlation-id")
+    if explicit and len(explicit) <= 128 and explicit.isprintable():
+        return explicit
+    return new_trace_id()

@@ -1,0 +1,1 @@
+"""Mapping: JSONata expressions and mapping sheets, both compiled once per flow start."""

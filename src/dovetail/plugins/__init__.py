@@ -1,0 +1,1 @@
+"""The component registry: kind -> name -> spec, with entry-point discovery."""

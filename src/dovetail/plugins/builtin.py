@@ -1,0 +1,20 @@
+"""The explicit list of components that ship with Dovetail."""
+
+from __future__ import annotations
+
+BUILTIN_MODULES: tuple[str, ...] = (
+    "dovetail.connectors.file.source",
+    "dovetail.connectors.http.source",
+    "dovetail.connectors.schedule.source",
+    "dovetail.steps.validate",
+    "dovetail.steps.map",
+    "dovetail.steps.lookup",
+    "dovetail.steps.filter",
+    "dovetail.steps.route",
+    "dovetail.steps.split",
+    "dovetail.steps.python",
+    "dovetail.connectors.file.sink",
+    "dovetail.connectors.http.sink",
+    "dovetail.connectors.sql.sink",
+)
+"""Each module defines ``SPEC`` (a ``ComponentSpec``) or ``SPECS`` (a list of them)."""

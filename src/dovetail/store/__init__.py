@@ -1,0 +1,1 @@
+"""State store: checkpoints, durable inbox, dead letters, idempotency keys, journal."""

@@ -1,0 +1,1 @@
+"""The testing kit: build components from YAML, run flows offline, fault-injecting partners."""
