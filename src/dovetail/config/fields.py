@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, ValidationInfo
+from pydantic import AfterValidator, ValidationInfo
 
 from dovetail.mapping.jsonata import JsonataSyntaxError, compile_expression
 
@@ -45,13 +45,11 @@ def _check_jsonata(value: str) -> str:
 ProjectFile = Annotated[
     str,
     AfterValidator(_check_project_file),
-    Field(description="A path relative to the project directory; must exist."),
 ]
 """A file of the user's project, relative to the project directory."""
 
 JsonataExpr = Annotated[
     str,
     AfterValidator(_check_jsonata),
-    Field(description="A JSONata expression, checked for syntax at lint time."),
 ]
 """A JSONata expression from the flow file."""

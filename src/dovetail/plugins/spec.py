@@ -17,7 +17,7 @@ Status = Literal["stable", "beta", "experimental"]
 class ComponentConfig(BaseModel):
     """Base of every component config model: unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,10 @@ class Store(Protocol):
         """Inbox rows of ``flow`` with id > ``after_id``, oldest first."""
         ...
 
+    async def inbox_delete(self, ids: list[int]) -> None:
+        """Remove inbox rows whose messages are settled."""
+        ...
+
     async def settle_batch(self, record: BatchRecord) -> list[int]:
         """Write a batch's settlements in one transaction; returns the new dead-letter ids."""
         ...

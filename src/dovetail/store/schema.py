@@ -1,0 +1,87 @@
+"""Tables of the state store, shared by the SQLite and PostgreSQL backends.
+
+Times are stored as UTC epoch seconds (floats): portable, sortable and cheap to compare.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+schema_version = sa.Table(
+    "dovetail_schema_version",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("applied_at", sa.Float, nullable=False),
+)
+
+checkpoints = sa.Table(
+    "dovetail_checkpoints",
+    metadata,
+    sa.Column("flow", sa.String(200), primary_key=True),
+    sa.Column("key", sa.String(1000), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+inbox = sa.Table(
+    "dovetail_inbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("flow", sa.String(200), nullable=False, index=True),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Column("headers", sa.Text, nullable=False),
+    sa.Column("ref", sa.String(200), nullable=False),
+    sa.Column("received_at", sa.Float, nullable=False),
+)
+
+dead_letters = sa.Table(
+    "dovetail_dead_letters",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("flow", sa.String(200), nullable=False, index=True),
+    sa.Column("flow_version", sa.String(50), nullable=False),
+    sa.Column("message_id", sa.String(64), nullable=False, index=True),
+    sa.Column("correlation_id", sa.String(128), nullable=False, index=True),
+    sa.Column("step", sa.String(200), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("error_class", sa.String(200), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Column("headers", sa.Text, nullable=False),
+    sa.Column("source_position", sa.Text, nullable=True),
+    sa.Column("detail", sa.Text, nullable=True),
+    sa.Column("status", sa.String(20), nullable=False, index=True),
+    sa.Column("first_failed_at", sa.Float, nullable=False),
+    sa.Column("last_failed_at", sa.Float, nullable=False),
+    sa.Column("history", sa.Text, nullable=False),
+)
+
+deliveries = sa.Table(
+    "dovetail_deliveries",
+    metadata,
+    sa.Column("flow", sa.String(200), primary_key=True),
+    sa.Column("sink", sa.String(200), primary_key=True),
+    sa.Column("key", sa.String(500), primary_key=True),
+    sa.Column("message_id", sa.String(64), nullable=False),
+    sa.Column("delivered_at", sa.Float, nullable=False, index=True),
+)
+
+journal = sa.Table(
+    "dovetail_journal",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("flow", sa.String(200), nullable=False),
+    sa.Column("message_id", sa.String(64), nullable=False, index=True),
+    sa.Column("correlation_id", sa.String(128), nullable=False, index=True),
+    sa.Column("event", sa.String(40), nullable=False),
+    sa.Column("step", sa.String(200), nullable=True),
+    sa.Column("detail", sa.Text, nullable=True),
+)
+
+MIGRATIONS: list[tuple[int, list[sa.Table]]] = [
+    (1, [checkpoints, inbox, dead_letters, deliveries, journal]),
+]
+"""Schema versions in order, each with the tables it creates. Later versions add DDL here."""

@@ -1,0 +1,397 @@
+"""Store operations written once in SQLAlchemy Core; backends supply the engine and dialect."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from dovetail.errors import StoreError
+from dovetail.store import schema as t
+from dovetail.store.base import (
+    BatchRecord,
+    DeadLetter,
+    DeadLetterQuery,
+    InboxItem,
+    JournalEvent,
+)
+
+
+def _ts(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _epoch(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+def encode_payload(payload: Any) -> bytes:
+    """Serialise a payload for storage: JSON for data, a marker for raw bytes/text."""
+    if isinstance(payload, bytes):
+        return b"b:" + payload
+    return b"j:" + orjson.dumps(payload, default=str)
+
+
+def decode_payload(blob: bytes) -> Any:
+    """Inverse of ``encode_payload``."""
+    if blob.startswith(b"b:"):
+        return blob[2:]
+    if blob.startswith(b"j:"):
+        return orjson.loads(blob[2:])
+    return orjson.loads(blob)
+
+
+class SqlStore:
+    """Shared implementation of the Store protocol over an async SQLAlchemy engine."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine: AsyncEngine | None = None
+
+    def _create_engine(self) -> AsyncEngine:
+        raise NotImplementedError
+
+    def _insert(self, table: sa.Table) -> Any:
+        raise NotImplementedError
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise StoreError("store is not open")
+        return self._engine
+
+    async def open(self) -> None:
+        """Create the engine and apply pending migrations."""
+        if self._engine is not None:
+            return
+        self._engine = self._create_engine()
+        try:
+            async with self._engine.begin() as conn:
+                await conn.run_sync(self._migrate)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"cannot open store {self.url}: {exc}") from exc
+
+    @staticmethod
+    def _migrate(sync_conn: sa.Connection) -> None:
+        t.schema_version.create(sync_conn, checkfirst=True)
+        current = sync_conn.execute(sa.select(sa.func.max(t.schema_version.c.version))).scalar()
+        current = current or 0
+        for version, tables in t.MIGRATIONS:
+            if version <= current:
+                continue
+            for table in tables:
+                table.create(sync_conn, checkfirst=True)
+            sync_conn.execute(
+                t.schema_version.insert().values(version=version, applied_at=time.time())
+            )
+        newest = max(v for v, _ in t.MIGRATIONS)
+        if current > newest:
+            raise StoreError(f"store schema version {current} is newer than this release")
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    async def get_checkpoint(self, flow: str, key: str) -> dict[str, Any] | None:
+        query = sa.select(t.checkpoints.c.value).where(
+            t.checkpoints.c.flow == flow, t.checkpoints.c.key == key
+        )
+        async with self.engine.connect() as conn:
+            value = (await conn.execute(query)).scalar()
+        return None if value is None else dict(orjson.loads(value))
+
+    async def put_checkpoint(self, flow: str, key: str, value: dict[str, Any]) -> None:
+        stmt = self._insert(t.checkpoints).values(
+            flow=flow, key=key, value=orjson.dumps(value).decode(), updated_at=time.time()
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["flow", "key"],
+            set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
+        )
+        async with self.engine.begin() as conn:
+            await conn.execute(stmt)
+
+    async def delete_checkpoint(self, flow: str, key: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                t.checkpoints.delete().where(
+                    t.checkpoints.c.flow == flow, t.checkpoints.c.key == key
+                )
+            )
+
+    # -- durable inbox -----------------------------------------------------------------------
+
+    async def inbox_put(self, flow: str, payload: bytes, headers: dict[str, str], ref: str) -> int:
+        stmt = t.inbox.insert().values(
+            flow=flow,
+            payload=payload,
+            headers=orjson.dumps(headers).decode(),
+            ref=ref,
+            received_at=time.time(),
+        )
+        async with self.engine.begin() as conn:
+            result = await conn.execute(stmt)
+        key = result.inserted_primary_key
+        if key is None:
+            raise StoreError("inbox insert returned no id")
+        return int(key[0])
+
+    async def inbox_pending(self, flow: str, after_id: int, limit: int) -> list[InboxItem]:
+        query = (
+            sa.select(t.inbox)
+            .where(t.inbox.c.flow == flow, t.inbox.c.id > after_id)
+            .order_by(t.inbox.c.id)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            InboxItem(
+                id=row.id,
+                flow=row.flow,
+                payload=row.payload,
+                headers=orjson.loads(row.headers),
+                ref=row.ref,
+                received_at=datetime.fromtimestamp(row.received_at, UTC),
+            )
+            for row in rows
+        ]
+
+    async def inbox_delete(self, ids: list[int]) -> None:
+        """Remove settled inbox rows."""
+        if not ids:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(t.inbox.delete().where(t.inbox.c.id.in_(ids)))
+
+    async def inbox_depth(self, flow: str | None = None) -> int:
+        query = sa.select(sa.func.count()).select_from(t.inbox)
+        if flow is not None:
+            query = query.where(t.inbox.c.flow == flow)
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar() or 0)
+
+    # -- settlement --------------------------------------------------------------------------
+
+    async def settle_batch(self, record: BatchRecord) -> list[int]:
+        now = time.time()
+        new_ids: list[int] = []
+        async with self.engine.begin() as conn:
+            for letter in record.dead_letters:
+                new_ids.append(await self._write_dead_letter(conn, letter, now))
+            if record.deliveries:
+                stmt = self._insert(t.deliveries).on_conflict_do_nothing(
+                    index_elements=["flow", "sink", "key"]
+                )
+                await conn.execute(
+                    stmt,
+                    [
+                        {
+                            "flow": record.flow,
+                            "sink": d.sink,
+                            "key": d.key,
+                            "message_id": d.message_id,
+                            "delivered_at": now,
+                        }
+                        for d in record.deliveries
+                    ],
+                )
+            if record.replayed:
+                await conn.execute(
+                    t.dead_letters.update()
+                    .where(t.dead_letters.c.id.in_(record.replayed))
+                    .values(status="replayed", last_failed_at=t.dead_letters.c.last_failed_at)
+                )
+            if record.journal:
+                await conn.execute(
+                    t.journal.insert(),
+                    [
+                        {
+                            "at": _epoch(e.at) or now,
+                            "flow": e.flow,
+                            "message_id": e.message_id,
+                            "correlation_id": e.correlation_id,
+                            "event": e.event,
+                            "step": e.step,
+                            "detail": None if e.detail is None else orjson.dumps(e.detail).decode(),
+                        }
+                        for e in record.journal
+                    ],
+                )
+            if record.inbox_done:
+                await conn.execute(t.inbox.delete().where(t.inbox.c.id.in_(record.inbox_done)))
+        return new_ids
+
+    async def _write_dead_letter(self, conn: AsyncConnection, letter: DeadLetter, now: float) -> int:
+        entry = {
+            "at": now,
+            "step": letter.step,
+            "reason": letter.reason,
+            "error_class": letter.error_class,
+            "attempt": letter.attempt,
+            "flow_version": letter.flow_version,
+        }
+        if letter.id is not None:
+            row = (
+                await conn.execute(
+                    sa.select(t.dead_letters.c.history, t.dead_letters.c.attempt).where(
+                        t.dead_letters.c.id == letter.id
+                    )
+                )
+            ).first()
+            if row is not None:
+                history = [*orjson.loads(row.history), entry]
+                await conn.execute(
+                    t.dead_letters.update()
+                    .where(t.dead_letters.c.id == letter.id)
+                    .values(
+                        status="open",
+                        step=letter.step,
+                        reason=letter.reason,
+                        error_class=letter.error_class,
+                        attempt=row.attempt + letter.attempt,
+                        detail=letter.detail,
+                        flow_version=letter.flow_version,
+                        last_failed_at=now,
+                        history=orjson.dumps(history).decode(),
+                    )
+                )
+                return letter.id
+        result = await conn.execute(
+            t.dead_letters.insert().values(
+                flow=letter.flow,
+                flow_version=letter.flow_version,
+                message_id=letter.message_id,
+                correlation_id=letter.correlation_id,
+                step=letter.step,
+                reason=letter.reason,
+                error_class=letter.error_class,
+                attempt=letter.attempt,
+                payload=encode_payload(letter.payload),
+                headers=orjson.dumps(letter.headers).decode(),
+                source_position=None
+                if letter.source_position is None
+                else orjson.dumps(letter.source_position).decode(),
+                detail=letter.detail,
+                status="open",
+                first_failed_at=_epoch(letter.first_failed_at) or now,
+                last_failed_at=now,
+                history=orjson.dumps([entry]).decode(),
+            )
+        )
+        key = result.inserted_primary_key
+        if key is None:
+            raise StoreError("dead-letter insert returned no id")
+        return int(key[0])
+
+    # -- idempotency -------------------------------------------------------------------------
+
+    async def delivered_keys(self, flow: str, sink: str, keys: list[str]) -> set[str]:
+        if not keys:
+            return set()
+        found: set[str] = set()
+        async with self.engine.connect() as conn:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                query = sa.select(t.deliveries.c.key).where(
+                    t.deliveries.c.flow == flow,
+                    t.deliveries.c.sink == sink,
+                    t.deliveries.c.key.in_(chunk),
+                )
+                found.update((await conn.execute(query)).scalars())
+        return found
+
+    async def forget_deliveries(self, older_than: datetime) -> int:
+        """Drop idempotency keys older than the retention window; returns how many."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                t.deliveries.delete().where(t.deliveries.c.delivered_at < older_than.timestamp())
+            )
+        return int(result.rowcount or 0)
+
+    # -- dead letters ------------------------------------------------------------------------
+
+    async def dead_letters(self, query: DeadLetterQuery) -> list[DeadLetter]:
+        c = t.dead_letters.c
+        stmt = sa.select(t.dead_letters).order_by(c.id)
+        if query.flow is not None:
+            stmt = stmt.where(c.flow == query.flow)
+        if query.ids:
+            stmt = stmt.where(c.id.in_(query.ids))
+        if query.status is not None:
+            stmt = stmt.where(c.status == query.status)
+        if query.reason is not None:
+            stmt = stmt.where(c.reason.contains(query.reason, autoescape=True))
+        if query.since is not None:
+            stmt = stmt.where(c.last_failed_at >= query.since.timestamp())
+        if query.until is not None:
+            stmt = stmt.where(c.last_failed_at <= query.until.timestamp())
+        if query.limit is not None:
+            stmt = stmt.limit(query.limit)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [
+            DeadLetter(
+                id=row.id,
+                flow=row.flow,
+                flow_version=row.flow_version,
+                message_id=row.message_id,
+                correlation_id=row.correlation_id,
+                step=row.step,
+                reason=row.reason,
+                error_class=row.error_class,
+                attempt=row.attempt,
+                payload=decode_payload(row.payload),
+                headers=orjson.loads(row.headers),
+                source_position=None
+                if row.source_position is None
+                else orjson.loads(row.source_position),
+                detail=row.detail,
+                status=row.status,
+                first_failed_at=_ts(row.first_failed_at),
+                last_failed_at=_ts(row.last_failed_at),
+                history=orjson.loads(row.history),
+            )
+            for row in rows
+        ]
+
+    async def set_dead_letter_status(self, ids: list[int], status: str) -> int:
+        if not ids:
+            return 0
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                t.dead_letters.update().where(t.dead_letters.c.id.in_(ids)).values(status=status)
+            )
+        return int(result.rowcount or 0)
+
+    # -- journal -----------------------------------------------------------------------------
+
+    async def journal_for(self, message_or_correlation_id: str) -> list[JournalEvent]:
+        c = t.journal.c
+        key = message_or_correlation_id
+        stmt = (
+            sa.select(t.journal)
+            .where(sa.or_(c.message_id == key, c.correlation_id == key))
+            .order_by(c.at, c.id)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [
+            JournalEvent(
+                message_id=row.message_id,
+                correlation_id=row.correlation_id,
+                flow=row.flow,
+                event=row.event,
+                step=row.step,
+                detail=None if row.detail is None else orjson.loads(row.detail),
+                at=_ts(row.at),
+            )
+            for row in rows
+        ]
