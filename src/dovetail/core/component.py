@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from dovetail.store.base import Store
 
 Emit = Callable[[list[Envelope]], Awaitable[None]]
-"""Hands a batch to the flow. Awaiting it is the back-pressure: it blocks while the queue is full."""
+"""Hands a batch to the flow; awaiting it is the back-pressure (blocks while the queue is full)."""
 
 
 @dataclass(slots=True)

@@ -64,13 +64,18 @@ class Envelope:
     dead_letter_id: int | None = None
 
     def derive(self, payload: Payload) -> Envelope:
-        """A child message (from split): same correlation id and source, its own id and ack share."""
+        """A child message (split): same correlation id and source, its own id; shares the ack."""
         self.settlement.add(1)
+        headers = dict(self.headers)
+        key = headers.get("idempotency-key")
+        if key is not None:
+            # children of one parent get distinct, deterministic keys: parent key / child number
+            headers["idempotency-key"] = f"{key}/{self.settlement.pending - 1}"
         return Envelope(
             payload=payload,
             settlement=self.settlement,
             correlation_id=self.correlation_id,
-            headers=dict(self.headers),
+            headers=headers,
             position=self.position,
             attempt=self.attempt,
             original=self.original,

@@ -112,9 +112,7 @@ class Store(Protocol):
 
     async def delete_checkpoint(self, flow: str, key: str) -> None: ...
 
-    async def inbox_put(
-        self, flow: str, payload: bytes, headers: dict[str, str], ref: str
-    ) -> int:
+    async def inbox_put(self, flow: str, payload: bytes, headers: dict[str, str], ref: str) -> int:
         """Store an accepted message durably; returns when it is committed."""
         ...
 

@@ -229,7 +229,9 @@ class SqlStore:
                 await conn.execute(t.inbox.delete().where(t.inbox.c.id.in_(record.inbox_done)))
         return new_ids
 
-    async def _write_dead_letter(self, conn: AsyncConnection, letter: DeadLetter, now: float) -> int:
+    async def _write_dead_letter(
+        self, conn: AsyncConnection, letter: DeadLetter, now: float
+    ) -> int:
         entry = {
             "at": now,
             "step": letter.step,

@@ -1,0 +1,359 @@
+"""The ``dovetail`` command: every subcommand, its options and its exit code (SPEC §6).
+
+Exit codes: 0 success; 1 runtime failure; 2 usage or configuration error; 3 finished but some
+messages were dead-lettered (for ``test``: some cases failed).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Awaitable, Callable
+from importlib.resources import files
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import anyio
+import typer
+
+from dovetail.api import open_store, replay_async
+from dovetail.cli import exit_codes
+from dovetail.cli.commands.dlq import letter_view, mask_for, parse_time
+from dovetail.cli.commands.flowtest import run_cases, write_junit
+from dovetail.cli.commands.project import current_project, load_flows
+from dovetail.cli.commands.run import (
+    exit_code_for,
+    print_summaries,
+    progress_wanted,
+    run_flows,
+)
+from dovetail.cli.render import console, fail, print_json, print_problems, table
+from dovetail.config.loader import Project
+from dovetail.config.model import Flow
+from dovetail.config.schema import flow_schema
+from dovetail.errors import ConfigError, DovetailError
+from dovetail.observability.logging import configure_logging
+from dovetail.store.base import DeadLetterQuery, Store
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="dovetail",
+    help="Declare integration flows in YAML; run them with delivery guarantees.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+dlq_app = typer.Typer(help="Inspect and discard dead-lettered messages.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+EnvOpt = Annotated[
+    str | None, typer.Option("--env", "-e", help="Layer environments/ENV.yaml over the flows.")
+]
+FlowsArg = Annotated[
+    list[str] | None, typer.Argument(help="Flow files, folders or names (default: all flows).")
+]
+
+
+@app.callback()
+def _main(
+    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning")] = "warning",
+) -> None:
+    configure_logging(log_level)
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Where to create the project.")] = Path("."),
+    force: Annotated[bool, typer.Option(help="Write into a non-empty folder.")] = False,
+) -> None:
+    """Scaffold a project with a working example (web-shop orders to an ERP)."""
+    if directory.exists() and any(directory.iterdir()) and not force:
+        fail(f"{directory} is not empty (use --force to write into it)")
+        raise typer.Exit(exit_codes.USAGE)
+    template = files("dovetail.cli").joinpath("scaffold", "project")
+    with_template = Path(str(template))
+    shutil.copytree(with_template, directory, dirs_exist_ok=True)
+    console.print(f"created project in {directory}")
+    console.print("next: dovetail lint && dovetail test && dovetail run --once")
+
+
+@app.command()
+def lint(paths: FlowsArg = None, env: EnvOpt = None, as_json: JsonOpt = False) -> None:
+    """Validate flows and the files they reference; errors as file:line:col: message."""
+    project = current_project()
+    try:
+        flows = load_flows(project, paths, environment=env, strict=env is not None)
+    except ConfigError as exc:
+        if as_json:
+            print_json(
+                [p.__dict__ if hasattr(p, "__dict__") else _problem(p) for p in exc.problems]
+            )
+        else:
+            print_problems(exc.problems)
+        raise typer.Exit(exit_codes.USAGE) from None
+    if as_json:
+        print_json([])
+    else:
+        console.print(f"{len(flows)} flow(s) OK")
+
+
+def _problem(problem: object) -> dict[str, object]:
+    return {k: getattr(problem, k) for k in ("path", "line", "col", "message")}
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the flow format."""
+    print_json(flow_schema())
+
+
+@app.command()
+def run(
+    flows: FlowsArg = None,
+    once: Annotated[bool, typer.Option("--once", help="Drain current input, then exit.")] = False,
+    env: EnvOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run flows in the foreground (Ctrl-C drains in-flight messages and stops)."""
+    project = current_project()
+    loaded = _load_or_exit(project, flows, env, strict=True)
+    try:
+        summaries = anyio.run(
+            lambda: run_flows(project, loaded, once=once, progress=progress_wanted(once, as_json))
+        )
+    except DovetailError as exc:
+        fail(str(exc))
+        raise typer.Exit(exit_codes.RUNTIME_FAILURE) from None
+    print_summaries(summaries, as_json=as_json)
+    raise typer.Exit(exit_code_for(summaries))
+
+
+@app.command("test")
+def flow_test(
+    paths: FlowsArg = None,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run flow test cases (tests/<flow>/*.yaml) offline with sinks captured."""
+    project = current_project()
+    loaded = _load_or_exit(project, paths, None, strict=False)
+    try:
+        results = anyio.run(run_cases, project, loaded)
+    except ConfigError as exc:
+        print_problems(exc.problems)
+        raise typer.Exit(exit_codes.USAGE) from None
+    if junit is not None:
+        write_junit(results, junit)
+    if as_json:
+        print_json(
+            [
+                {
+                    "flow": r.case.flow,
+                    "case": r.case.name,
+                    "passed": r.passed,
+                    "failures": r.failures,
+                }
+                for r in results
+            ]
+        )
+    else:
+        rows = [
+            [r.case.flow, r.case.name, "PASS" if r.passed else "FAIL", "; ".join(r.failures)]
+            for r in results
+        ]
+        table(None, ["flow", "case", "result", "detail"], rows)
+        passed = sum(r.passed for r in results)
+        console.print(f"{passed} passed, {len(results) - passed} failed")
+    if not results:
+        fail("no test cases found under tests/<flow>/")
+        raise typer.Exit(exit_codes.USAGE)
+    raise typer.Exit(exit_codes.OK if all(r.passed for r in results) else exit_codes.SOME_FAILED)
+
+
+@dlq_app.command("list")
+def dlq_list(
+    flow: Annotated[str | None, typer.Option(help="Only this flow.")] = None,
+    reason: Annotated[str | None, typer.Option(help="Reason contains this text.")] = None,
+    status: Annotated[str, typer.Option(help="open, replayed, discarded or all.")] = "open",
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 200,
+    as_json: JsonOpt = False,
+) -> None:
+    """List dead letters (newest last)."""
+    project = current_project()
+    query = DeadLetterQuery(
+        flow=flow, reason=reason, status=None if status == "all" else status, limit=limit
+    )
+    letters = anyio.run(_with_store, project, lambda store: store.dead_letters(query))
+    views = [letter_view(letter, [], full=False) for letter in letters]
+    if as_json:
+        print_json(views)
+        return
+    table(
+        None,
+        ["id", "flow", "step", "reason", "attempt", "source", "last failed", "status"],
+        [
+            [
+                v["id"],
+                v["flow"],
+                v["step"],
+                v["reason"],
+                v["attempt"],
+                v["source_position"],
+                v["last_failed_at"],
+                v["status"],
+            ]
+            for v in views
+        ],
+    )
+    console.print(f"{len(views)} dead letter(s)")
+
+
+@dlq_app.command("show")
+def dlq_show(
+    ident: Annotated[int, typer.Argument(help="Dead-letter id.")], as_json: JsonOpt = False
+) -> None:
+    """Show one dead letter with its (masked) payload and failure history."""
+    project = current_project()
+    query = DeadLetterQuery(ids=[ident], status=None)
+    letters = anyio.run(_with_store, project, lambda store: store.dead_letters(query))
+    if not letters:
+        fail(f"no dead letter with id {ident}")
+        raise typer.Exit(exit_codes.USAGE)
+    letter = letters[0]
+    view = letter_view(letter, mask_for(project).get(letter.flow, []), full=True)
+    if as_json:
+        print_json(view)
+        return
+    for key, value in view.items():
+        if key not in {"payload", "history"}:
+            console.print(f"[bold]{key}[/]: {value}")
+    console.print("[bold]payload[/]:")
+    print_json(view["payload"])
+    console.print("[bold]history[/]:")
+    for entry in view["history"]:
+        console.print(
+            f"  attempt {entry.get('attempt')} at {entry.get('step')}: {entry.get('reason')}"
+        )
+
+
+@dlq_app.command("discard")
+def dlq_discard(ids: Annotated[list[int], typer.Argument(help="Dead-letter ids.")]) -> None:
+    """Mark dead letters as discarded (they are kept for audit, never replayed)."""
+    project = current_project()
+    count = anyio.run(
+        _with_store, project, lambda store: store.set_dead_letter_status(ids, "discarded")
+    )
+    console.print(f"discarded {count} dead letter(s)")
+
+
+@app.command()
+def replay(
+    flow: Annotated[str | None, typer.Option(help="Only this flow.")] = None,
+    ident: Annotated[
+        list[int] | None, typer.Option("--id", help="Dead-letter id (repeatable).")
+    ] = None,
+    reason: Annotated[str | None, typer.Option(help="Reason contains this text.")] = None,
+    since: Annotated[str | None, typer.Option(help="Failed at or after (ISO-8601).")] = None,
+    until: Annotated[str | None, typer.Option(help="Failed at or before (ISO-8601).")] = None,
+    env: EnvOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-drive open dead letters through the current flow version; duplicate-safe."""
+    project = current_project()
+    try:
+        query = DeadLetterQuery(
+            flow=flow,
+            ids=ident or None,
+            reason=reason,
+            status="open",
+            since=parse_time(since),
+            until=parse_time(until),
+        )
+    except ValueError as exc:
+        fail(f"bad time: {exc}")
+        raise typer.Exit(exit_codes.USAGE) from None
+    flows = _load_or_exit(project, [flow] if flow else None, env, strict=True)
+    try:
+        report = anyio.run(
+            _with_store,
+            project,
+            lambda store: replay_async(project, store, query, flows=flows, environment=env),
+        )
+    except DovetailError as exc:
+        fail(str(exc))
+        raise typer.Exit(exit_codes.RUNTIME_FAILURE) from None
+    if not as_json:
+        console.print(f"selected {report.selected} dead letter(s)")
+        if report.skipped_source_rejects:
+            console.print(
+                f"skipped {report.skipped_source_rejects} rejected by the source (fix the input"
+                " file and drop it again)"
+            )
+    print_summaries(report.summaries, as_json=as_json)
+    raise typer.Exit(exit_code_for(report.summaries))
+
+
+@app.command()
+def trace(
+    ident: Annotated[str, typer.Argument(help="Correlation id or message id.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """The journey of one message: every step, delivery and dead letter, in order."""
+    project = current_project()
+    events = anyio.run(_with_store, project, lambda store: store.journal_for(ident))
+    rows = [
+        {
+            "at": e.at.isoformat(timespec="milliseconds") if e.at else None,
+            "flow": e.flow,
+            "message_id": e.message_id,
+            "event": e.event,
+            "step": e.step,
+            "detail": e.detail,
+        }
+        for e in events
+    ]
+    if as_json:
+        print_json(rows)
+    else:
+        table(
+            None,
+            ["at", "flow", "message", "event", "step", "detail"],
+            [
+                [r["at"], r["flow"], r["message_id"], r["event"], r["step"], r["detail"]]
+                for r in rows
+            ],
+        )
+    if not events:
+        raise typer.Exit(exit_codes.RUNTIME_FAILURE)
+
+
+async def _with_store(project: Project, action: Callable[[Store], Awaitable[T]]) -> T:
+    store = await open_store(project)
+    try:
+        return await action(store)
+    finally:
+        await store.close()
+
+
+def _load_or_exit(
+    project: Project, names: list[str] | None, env: str | None, *, strict: bool
+) -> list[Flow]:
+    try:
+        return load_flows(project, names, environment=env, strict=strict)
+    except ConfigError as exc:
+        print_problems(exc.problems)
+        raise typer.Exit(exit_codes.USAGE) from None
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except ConfigError as exc:
+        print_problems(exc.problems)
+        sys.exit(exit_codes.USAGE)
+    except DovetailError as exc:
+        fail(str(exc))
+        sys.exit(exit_codes.RUNTIME_FAILURE)

@@ -1,0 +1,71 @@
+"""``dovetail dlq`` and ``dovetail replay``: inspect, discard and re-drive dead letters."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from dovetail.config.loader import Project, load_flow
+from dovetail.observability.masking import mask_paths
+from dovetail.store.base import DeadLetter
+
+
+def mask_for(project: Project) -> dict[str, list[str]]:
+    """Declared mask paths per flow name (flows that fail to load mask nothing extra)."""
+    masks: dict[str, list[str]] = {}
+    for path in project.flow_paths():
+        try:
+            flow = load_flow(path, project, strict=False)
+        except Exception:
+            continue
+        masks[flow.name] = list(flow.spec.observability.mask)
+    return masks
+
+
+def letter_view(letter: DeadLetter, mask: list[str], *, full: bool) -> dict[str, Any]:
+    """A dead letter as shown to people: payload masked."""
+    view: dict[str, Any] = {
+        "id": letter.id,
+        "flow": letter.flow,
+        "flow_version": letter.flow_version,
+        "status": letter.status,
+        "step": letter.step,
+        "reason": letter.reason,
+        "error_class": letter.error_class,
+        "attempt": letter.attempt,
+        "first_failed_at": _iso(letter.first_failed_at),
+        "last_failed_at": _iso(letter.last_failed_at),
+        "correlation_id": letter.correlation_id,
+        "message_id": letter.message_id,
+        "source_position": _position(letter.source_position),
+    }
+    if full:
+        view["payload"] = mask_paths(letter.payload, mask)
+        view["detail"] = letter.detail
+        view["history"] = letter.history
+    return view
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat(timespec="seconds")
+
+
+def _position(raw: dict[str, Any] | None) -> str | None:
+    if not raw:
+        return None
+    ref = raw.get("ref", "")
+    if raw.get("line") is not None:
+        return f"{ref}:{raw['line']}"
+    if raw.get("offset") is not None:
+        return f"{ref}#{raw['offset']}"
+    return str(ref)
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """ISO-8601 date or date-time; naive values are taken as UTC."""
+    if value is None:
+        return None
+    from datetime import UTC
+
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

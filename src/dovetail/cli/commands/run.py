@@ -1,0 +1,122 @@
+"""``dovetail run``: run flows in the foreground until drained (``--once``) or stopped."""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+import anyio
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from dovetail.api import open_store, run_flow_async
+from dovetail.cli import exit_codes
+from dovetail.cli.render import print_json, table
+from dovetail.config.loader import Project
+from dovetail.config.model import Flow
+from dovetail.runtime.runner import FlowRunner, RunSummary
+
+
+def print_summaries(summaries: list[RunSummary], *, as_json: bool) -> None:
+    if as_json:
+        print_json([s.as_dict() for s in summaries])
+        return
+    rows = []
+    for s in summaries:
+        delivered = ", ".join(f"{k}={v}" for k, v in sorted(s.delivered.items())) or "0"
+        rows.append(
+            [
+                s.flow,
+                s.received,
+                delivered,
+                s.duplicates,
+                s.filtered,
+                s.dead_lettered,
+                s.retries,
+                f"{s.seconds:.2f}s",
+            ]
+        )
+    table(
+        None,
+        [
+            "flow",
+            "received",
+            "delivered",
+            "duplicates",
+            "filtered",
+            "dead-lettered",
+            "retries",
+            "time",
+        ],
+        rows,
+    )
+    reasons = [(s.flow, r, n) for s in summaries for r, n in s.reasons.most_common()]
+    if reasons:
+        table("dead-letter reasons", ["flow", "reason", "count"], reasons)
+
+
+async def run_flows(
+    project: Project, flows: list[Flow], *, once: bool, progress: bool
+) -> list[RunSummary]:
+    """Run ``flows`` concurrently on the project's store; SIGINT/SIGTERM drain and stop."""
+    store = await open_store(project)
+    runners: list[FlowRunner] = []
+    summaries: list[RunSummary] = []
+    bar = (
+        Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True
+        )
+        if progress
+        else None
+    )
+    tasks = {}
+    if bar is not None:
+        bar.start()
+        tasks = {f.name: bar.add_task(f.name) for f in flows}
+
+    def on_progress(summary: RunSummary) -> None:
+        if bar is not None:
+            bar.update(
+                tasks[summary.flow],
+                description=f"{summary.flow}: {summary.received} read,"
+                f" {summary.delivered_total} delivered, {summary.dead_lettered} dead-lettered",
+            )
+
+    try:
+        async with anyio.create_task_group() as group:
+
+            async def watch_signals() -> None:
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        for runner in runners:
+                            runner.stop()
+
+            async def one(flow: Flow) -> None:
+                summaries.append(
+                    await run_flow_async(
+                        flow,
+                        store=store,
+                        once=once,
+                        on_progress=on_progress,
+                        runner_ready=runners,
+                    )
+                )
+
+            group.start_soon(watch_signals)
+            async with anyio.create_task_group() as flows_group:
+                for flow in flows:
+                    flows_group.start_soon(one, flow)
+            group.cancel_scope.cancel()
+    finally:
+        if bar is not None:
+            bar.stop()
+        await store.close()
+    order = {f.name: i for i, f in enumerate(flows)}
+    return sorted(summaries, key=lambda s: order[s.flow])
+
+
+def exit_code_for(summaries: list[RunSummary]) -> int:
+    return exit_codes.SOME_FAILED if any(s.dead_lettered for s in summaries) else exit_codes.OK
+
+
+def progress_wanted(once: bool, as_json: bool) -> bool:
+    return once and not as_json and sys.stderr.isatty()

@@ -1,0 +1,115 @@
+"""``${env:NAME}``, ``${secret:NAME}`` and ``${var:NAME}`` references in config values.
+
+- ``env``: the process environment.
+- ``secret``: the environment, then each secret-files folder (``<folder>/<NAME>``, the
+  container convention); values are registered for redaction and never printed.
+- ``var``: the ``vars:`` of the selected ``environments/<env>.yaml``.
+
+``${kind:NAME:-fallback}`` gives a fallback used when NAME is not defined. In lenient mode
+(lint without ``--env``, ``test``, ``docs``) unresolved ``env``/``secret`` references are kept
+as written; ``var`` references are always checked.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dovetail.observability.redaction import register_secret
+
+REFERENCE = re.compile(r"\$\{(env|secret|var):([A-Za-z_][A-Za-z0-9_.\-]*)(?::-([^}]*))?\}")
+
+
+@dataclass
+class Resolver:
+    """Where references are looked up."""
+
+    variables: Mapping[str, Any] = field(default_factory=dict)
+    environment_name: str | None = None
+    secret_dirs: list[Path] = field(default_factory=list)
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    strict: bool = True
+
+    def lookup(self, kind: str, name: str) -> tuple[str | None, list[str]]:
+        """The value of a reference, or ``None`` and the places that were looked in."""
+        looked: list[str] = []
+        if kind == "var":
+            where = (
+                f"environments/{self.environment_name}.yaml vars"
+                if self.environment_name
+                else "environment files (no --env selected)"
+            )
+            looked.append(where)
+            if name in self.variables:
+                return str(self.variables[name]), looked
+            return None, looked
+        looked.append(f"environment variable {name}")
+        if name in self.environ:
+            value = self.environ[name]
+            if kind == "secret":
+                register_secret(value)
+            return value, looked
+        if kind == "secret":
+            for folder in self.secret_dirs:
+                candidate = folder / name
+                looked.append(f"secret file {candidate}")
+                if candidate.is_file():
+                    secret = candidate.read_text(encoding="utf-8").strip()
+                    register_secret(secret)
+                    return secret, looked
+        return None, looked
+
+
+def interpolate(data: Any, resolver: Resolver) -> tuple[Any, list[tuple[tuple[Any, ...], str]]]:
+    """Resolve references in every string of ``data``; return new data and located problems."""
+    problems: list[tuple[tuple[Any, ...], str]] = []
+
+    def walk(node: Any, loc: tuple[Any, ...]) -> Any:
+        if isinstance(node, dict):
+            return {k: walk(v, (*loc, k)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, (*loc, i)) for i, v in enumerate(node)]
+        if isinstance(node, str) and "${" in node:
+            return substitute(node, loc)
+        return node
+
+    def substitute(text: str, loc: tuple[Any, ...]) -> str:
+        def replace(match: re.Match[str]) -> str:
+            kind, name, fallback = match.group(1), match.group(2), match.group(3)
+            value, looked = resolver.lookup(kind, name)
+            if value is not None:
+                return value
+            if fallback is not None:
+                return fallback
+            if kind == "var" or resolver.strict:
+                problems.append((loc, f"undefined {kind} {name!r}; looked in: {', '.join(looked)}"))
+            return match.group(0)
+
+        return REFERENCE.sub(replace, text)
+
+    return walk(data, ()), problems
+
+
+def references(data: Any) -> list[tuple[str, str]]:
+    """Every ``(kind, name)`` referenced in ``data``, in order of appearance (for docs)."""
+    found: list[tuple[str, str]] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+        elif isinstance(node, str):
+            for match in REFERENCE.finditer(node):
+                pair = (match.group(1), match.group(2))
+                if pair not in found:
+                    found.append(pair)
+
+    walk(data)
+    return found

@@ -1,0 +1,164 @@
+"""The flow file format and project settings, as pydantic models.
+
+Component configs (under ``source``, ``steps``, ``sink``/``sinks``) are validated separately
+against each component's own model from the registry; here they are plain mappings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from dovetail.config.fields import JsonataExpr
+from dovetail.config.types import Duration
+from dovetail.plugins.spec import ComponentSpec, Kind
+
+FLOW_NAME = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+SEMVER = r"^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class RetrySpec(Section):
+    """Retries of transient failures: exponential backoff with full jitter."""
+
+    attempts: int = Field(default=5, ge=1, le=100)
+    """Total delivery attempts per message, the first included."""
+    initial: Duration = 0.5
+    """Upper bound of the first backoff (full jitter: the wait is random in [0, bound])."""
+    max: Duration = 60.0
+    """The backoff bound never grows beyond this."""
+    multiplier: float = Field(default=2.0, ge=1.0, le=10.0)
+    """Growth of the bound per attempt."""
+
+
+class DeliverySpec(Section):
+    """How messages are delivered to sinks: idempotency, retries, dead letters."""
+
+    idempotency_key: JsonataExpr | None = None
+    """JSONata over the input message giving its idempotency key; a key already delivered to a
+    sink is not delivered again, across restarts and replays."""
+    retry: RetrySpec = RetrySpec()
+    """Retry policy for transient failures (timeouts, connection errors, 429, 5xx)."""
+    dead_letter: bool = True
+    """Send permanently failed messages to the dead-letter queue (``false``: stop the flow)."""
+
+
+class ObservabilitySpec(Section):
+    """What operators see."""
+
+    mask: list[str] = Field(default_factory=list)
+    """Dotted payload paths masked in logs, traces, DLQ views and docs."""
+
+
+class RuntimeSpec(Section):
+    """Throughput knobs; the defaults suit most flows."""
+
+    batch_size: int = Field(default=500, ge=1, le=100_000)
+    """Messages per batch between stages."""
+    workers: int = Field(default=2, ge=1, le=64)
+    """Batches processed concurrently."""
+    queue: int = Field(default=4, ge=1, le=1024)
+    """Batches buffered between the source and the workers (back-pressure beyond it)."""
+
+
+class FlowFile(Section):
+    """A flow: one source, ordered steps, one sink (``sink``) or several named ones (``sinks``)."""
+
+    flow: str = Field(pattern=FLOW_NAME, max_length=100)
+    """Unique flow name, kebab-case."""
+    version: str = Field(default="0.1.0", pattern=SEMVER)
+    """Semantic version, recorded on every message and in the docs."""
+    description: str = ""
+    """One line on what the flow does."""
+    owner: str | None = None
+    """Team or person responsible for the flow."""
+    source: dict[str, Any]
+    """The source component: a mapping with one key, the component name."""
+    steps: list[Any] = Field(default_factory=list)
+    """Steps in order; each a mapping with one key, the component name."""
+    sink: dict[str, Any] | None = None
+    """The only sink (use ``sinks`` for several)."""
+    sinks: dict[str, dict[str, Any]] | None = None
+    """Named sinks; a ``route`` step chooses among them (default: every sink)."""
+    delivery: DeliverySpec = DeliverySpec()
+    observability: ObservabilitySpec = ObservabilitySpec()
+    runtime: RuntimeSpec = RuntimeSpec()
+
+    @model_validator(mode="after")
+    def _one_kind_of_sink(self) -> FlowFile:
+        if (self.sink is None) == (self.sinks is None):
+            raise ValueError("declare exactly one of 'sink' or 'sinks'")
+        if self.sinks is not None and not self.sinks:
+            raise ValueError("'sinks' needs at least one named sink")
+        return self
+
+
+class SecretsSettings(Section):
+    files: list[str] = Field(default_factory=list)
+    """Folders holding one file per secret (``/run/secrets`` style), relative to the project."""
+
+
+class ProjectSettings(Section):
+    """``dovetail.yaml``: settings shared by every flow of the project."""
+
+    project: str | None = None
+    """Project name, shown in docs."""
+    store: str | None = None
+    """State store URL; default SQLite under ``.dovetail/``. ``DOVETAIL_STORE`` overrides it."""
+    flows: str = "flows"
+    """Folder of flow files."""
+    secrets: SecretsSettings = SecretsSettings()
+    environments: str = "environments"
+    """Folder of ``<env>.yaml`` override files."""
+
+
+class EnvironmentFile(Section):
+    """``environments/<env>.yaml``: variables and per-flow overrides for one environment."""
+
+    vars: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    """Values for ``${var:NAME}``."""
+    flows: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Per flow name, a partial flow file deep-merged over the flow."""
+
+
+@dataclass
+class ComponentRef:
+    """A component as declared in a flow: its spec, validated config and where it was written."""
+
+    kind: Kind
+    spec: ComponentSpec
+    config: Any
+    label: str
+    """Display name: the sink name, or ``steps[2].lookup``."""
+    loc: tuple[Any, ...]
+
+
+@dataclass
+class Flow:
+    """A loaded, validated flow, ready to build."""
+
+    spec: FlowFile
+    path: Path
+    project_dir: Path
+    source: ComponentRef
+    steps: list[ComponentRef]
+    sinks: dict[str, ComponentRef]
+    environment: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.spec.flow
+
+    @property
+    def version(self) -> str:
+        return self.spec.version
+
+
+Mode = Literal["run", "lint", "test"]

@@ -1,0 +1,1 @@
+"""The delivery layer around every sink: idempotency, rate limits, retries, dead letters."""

@@ -1,0 +1,33 @@
+"""Turning failed envelopes into dead-letter records."""
+
+from __future__ import annotations
+
+from dovetail.core.envelope import Envelope
+from dovetail.store.base import DeadLetter
+
+
+def dead_letter_from(envelope: Envelope, flow: str, flow_version: str) -> DeadLetter:
+    """The DLQ record of a failed envelope: its original input, the failure marks and origin.
+
+    The stored payload is the message as the source produced it, so a replay runs it through
+    the flow's current version from the first step. A replayed message keeps its DLQ id and
+    is updated in place, with the new failure appended to its history.
+    """
+    failure = envelope.failure
+    if failure is None:
+        raise ValueError("envelope has no failure to dead-letter")
+    return DeadLetter(
+        id=envelope.dead_letter_id,
+        flow=flow,
+        flow_version=flow_version,
+        message_id=envelope.id,
+        correlation_id=envelope.correlation_id,
+        step=failure.step,
+        reason=failure.reason,
+        error_class=failure.error_class,
+        attempt=envelope.attempt,
+        payload=envelope.original if envelope.original is not None else envelope.payload,
+        headers=dict(envelope.headers),
+        source_position=None if envelope.position is None else envelope.position.as_dict(),
+        detail=failure.detail,
+    )

@@ -1,0 +1,144 @@
+"""``SinkDelivery`` wraps one sink: skip delivered keys, rate-limit, retry, classify failures.
+
+Contract: ``deliver(batch)`` returns once every message of the batch is either confirmed by
+the sink, recognised as already delivered (its idempotency key is recorded), or failed for
+good (``envelope.failure`` set: permanent, or transient with attempts exhausted). It never
+raises for a message's failure.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from aiolimiter import AsyncLimiter
+
+from dovetail.core.component import Sink
+from dovetail.core.envelope import Envelope
+from dovetail.core.steps import mark_failed
+from dovetail.delivery.clock import Clock, SystemClock
+from dovetail.delivery.retry import RetryPolicy
+from dovetail.errors import TransientError
+from dovetail.store.base import Store
+
+IDEMPOTENCY_HEADER = "idempotency-key"
+
+
+@dataclass(slots=True)
+class DeliveryResult:
+    """What happened to a batch at one sink."""
+
+    delivered: list[Envelope] = field(default_factory=list)
+    duplicates: list[Envelope] = field(default_factory=list)
+    failed: list[Envelope] = field(default_factory=list)
+    retries: int = 0
+    seconds: float = 0.0
+
+
+class SinkDelivery:
+    """Delivers batches to one named sink with the flow's delivery policy."""
+
+    def __init__(
+        self,
+        name: str,
+        sink: Sink,
+        policy: RetryPolicy,
+        *,
+        flow: str,
+        store: Store | None,
+        rate_limit: float | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.name = name
+        self.sink = sink
+        self.policy = policy
+        self.flow = flow
+        self.store = store
+        self.clock = clock or SystemClock()
+        self._limiter: AsyncLimiter | None = None
+        self._chunk = 0
+        if rate_limit:
+            # a one-second window holding ``rate`` tokens; bursts never exceed one second's worth
+            self._chunk = max(1, int(rate_limit))
+            self._limiter = AsyncLimiter(max_rate=self._chunk, time_period=self._chunk / rate_limit)
+
+    @property
+    def step_name(self) -> str:
+        return f"sink:{self.name}"
+
+    async def deliver(self, batch: Sequence[Envelope]) -> DeliveryResult:
+        started = time.perf_counter()
+        result = DeliveryResult()
+        pending = await self._skip_delivered(batch, result)
+        attempt = 1
+        while pending:
+            outcomes = await self._write(pending)
+            retry: list[Envelope] = []
+            retry_after: float | None = None
+            for envelope, error in zip(pending, outcomes, strict=True):
+                envelope.attempt = attempt
+                if error is None:
+                    result.delivered.append(envelope)
+                    continue
+                mark_failed(envelope, self.step_name, error)
+                transient = isinstance(error, TransientError)
+                if transient and not self.policy.gives_up(attempt):
+                    retry.append(envelope)
+                    hint = getattr(error, "retry_after", None)
+                    if hint is not None:
+                        retry_after = max(retry_after or 0.0, hint)
+                else:
+                    result.failed.append(envelope)
+            if retry:
+                result.retries += len(retry)
+                await self.clock.sleep(self.policy.backoff(attempt, retry_after))
+                for envelope in retry:
+                    envelope.failure = None
+            pending = retry
+            attempt += 1
+        result.seconds = time.perf_counter() - started
+        return result
+
+    async def _skip_delivered(
+        self, batch: Sequence[Envelope], result: DeliveryResult
+    ) -> list[Envelope]:
+        keyed = [e for e in batch if IDEMPOTENCY_HEADER in e.headers]
+        if not keyed:
+            return list(batch)
+        keys = [e.headers[IDEMPOTENCY_HEADER] for e in keyed]
+        done: set[str] = set()
+        if self.store is not None:
+            done = await self.store.delivered_keys(self.flow, self.name, keys)
+        pending: list[Envelope] = []
+        for envelope in batch:
+            key = envelope.headers.get(IDEMPOTENCY_HEADER)
+            if key is not None and key in done:
+                result.duplicates.append(envelope)
+                continue
+            if key is not None:
+                done.add(key)  # a second message with the same key in this batch is a duplicate
+            pending.append(envelope)
+        return pending
+
+    async def _write(self, batch: list[Envelope]) -> list[BaseException | None]:
+        if self._limiter is None:
+            return await self._write_once(batch)
+        outcomes: list[BaseException | None] = []
+        for start in range(0, len(batch), self._chunk):
+            chunk = batch[start : start + self._chunk]
+            await self._limiter.acquire(len(chunk))
+            outcomes.extend(await self._write_once(chunk))
+        return outcomes
+
+    async def _write_once(self, batch: list[Envelope]) -> list[BaseException | None]:
+        try:
+            outcomes = await self.sink.write(batch)
+        except Exception as exc:  # the whole batch failed in the sink: same error for each
+            return [exc] * len(batch)
+        if len(outcomes) != len(batch):
+            error = RuntimeError(
+                f"sink {self.name!r} returned {len(outcomes)} results for {len(batch)} messages"
+            )
+            return [error] * len(batch)
+        return list(outcomes)

@@ -1,0 +1,1 @@
+"""Generated documentation: component reference pages and the flow JSON Schema."""

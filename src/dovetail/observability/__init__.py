@@ -1,0 +1,1 @@
+"""Logs, masking, redaction, metrics and tracing."""

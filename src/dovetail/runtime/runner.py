@@ -1,0 +1,321 @@
+"""The one idea: source -> steps -> sinks in batches; ack a message only once it is settled.
+
+::
+
+    source ──batch──▶ step ▶ step ▶ … ──▶ route ──▶ sink(s)
+      ▲                  │ failed              │ delivered / failed
+      └──── ack ◀────────┴──── settle ◀────────┴──── dead letter (store)
+
+A message is *settled* when it is delivered to every sink it was routed to, filtered out,
+or durably dead-lettered. Per batch the runner:
+
+1. runs the steps; failures become marks on the envelope, never exceptions;
+2. routes survivors to their sinks and delivers each sink's share through ``SinkDelivery``
+   (idempotency skip, rate limit, retries with backoff);
+3. writes dead letters, delivered idempotency keys and journal events in ONE store
+   transaction (``Store.settle_batch``);
+4. only then settles each message's parts, which acks the source message when its last part
+   settles, and asks the source to persist its progress (``Source.commit``).
+
+A crash anywhere before step 4 leaves the messages unacked: the source redelivers them and
+the idempotency keys written in step 3 stop a second delivery. Batches flow through a
+bounded stream, so a slow sink slows the source (back-pressure) and memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import anyio
+import structlog
+from anyio.abc import ObjectReceiveStream
+
+from dovetail.core.component import StepOutcome
+from dovetail.core.envelope import Envelope
+from dovetail.core.steps import mark_failed
+from dovetail.delivery.dead_letter import dead_letter_from
+from dovetail.delivery.sink_delivery import IDEMPOTENCY_HEADER, DeliveryResult
+from dovetail.errors import DovetailError, PermanentError
+from dovetail.runtime.pipeline import Pipeline
+from dovetail.store.base import BatchRecord, Delivery, JournalEvent
+
+log = structlog.get_logger("dovetail.runner")
+
+
+class FlowHalted(DovetailError):
+    """A message failed permanently in a flow with ``dead_letter: false``; the flow stops."""
+
+
+@dataclass
+class RunSummary:
+    """Counts of one run of a flow."""
+
+    flow: str
+    received: int = 0
+    delivered: Counter[str] = field(default_factory=Counter)
+    duplicates: int = 0
+    filtered: int = 0
+    dead_lettered: int = 0
+    retries: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    @property
+    def delivered_total(self) -> int:
+        return sum(self.delivered.values())
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "flow": self.flow,
+            "received": self.received,
+            "delivered": dict(self.delivered),
+            "duplicates_skipped": self.duplicates,
+            "filtered": self.filtered,
+            "dead_lettered": self.dead_lettered,
+            "retries": self.retries,
+            "dead_letter_reasons": dict(self.reasons),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+ProgressFn = Callable[[RunSummary], None]
+
+
+class FlowRunner:
+    """Drives one built pipeline until its source is exhausted (``once``) or it is stopped."""
+
+    def __init__(self, pipeline: Pipeline, *, on_progress: ProgressFn | None = None) -> None:
+        self.pipeline = pipeline
+        self.flow = pipeline.flow
+        self.store = pipeline.context.store
+        self.summary = RunSummary(flow=self.flow.name)
+        self._on_progress = on_progress
+        self._source_scope: anyio.CancelScope | None = None
+        self._stop_requested = False
+        self._sink_names = tuple(pipeline.sinks)
+
+    def stop(self) -> None:
+        """Stop reading; batches already read are finished, settled and committed (drain)."""
+        self._stop_requested = True
+        if self._source_scope is not None:
+            self._source_scope.cancel()
+
+    async def run(self) -> RunSummary:
+        """Run to completion; returns the counts. Raises on store or source failure."""
+        started = time.perf_counter()
+        runtime = self.flow.spec.runtime
+        log.info("flow started", flow=self.flow.name, version=self.flow.version)
+        await self.pipeline.open()
+        try:
+            send, receive = anyio.create_memory_object_stream[list[Envelope]](runtime.queue)
+
+            async def emit(batch: list[Envelope]) -> None:
+                if batch:
+                    await send.send(batch)
+
+            async def read() -> None:
+                async with send:
+                    with anyio.CancelScope() as scope:
+                        self._source_scope = scope
+                        if not self._stop_requested:
+                            await self.pipeline.source.run(emit)
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(read)
+                for _ in range(runtime.workers):
+                    group.start_soon(self._work, receive.clone())
+                receive.close()
+            await self.pipeline.source.commit()
+        finally:
+            self.summary.seconds = time.perf_counter() - started
+            await self.pipeline.close()
+        log.info("flow finished", flow=self.flow.name, **self.summary.as_dict())
+        return self.summary
+
+    async def _work(self, receive: ObjectReceiveStream[list[Envelope]]) -> None:
+        async with receive:
+            async for batch in receive:
+                await self.process(batch)
+
+    async def process(self, batch: Sequence[Envelope]) -> None:
+        """Carry one batch from the source to settlement (steps 1-4 above)."""
+        summary = self.summary
+        summary.received += len(batch)
+        record = BatchRecord(flow=self.flow.name)
+        settled: list[Envelope] = []
+        dead: list[Envelope] = []
+        live: list[Envelope] = []
+        for envelope in batch:
+            if envelope.original is None:
+                envelope.original = envelope.payload
+            if envelope.failure is not None:
+                dead.append(envelope)
+            elif self._stamp_key(envelope):
+                live.append(envelope)
+            else:
+                dead.append(envelope)
+
+        for step in self.pipeline.steps:
+            if not live:
+                break
+            outcome = await self._run_step(step.name, step.process, live)
+            for envelope in outcome.dropped:
+                self._journal(record, envelope, "filtered", step.name)
+                settled.append(envelope)
+            summary.filtered += len(outcome.dropped)
+            dead.extend(outcome.failed)
+            live = outcome.passed
+
+        per_sink = self._route(live, record, settled)
+        results: dict[str, DeliveryResult] = {}
+        if per_sink:
+            async with anyio.create_task_group() as group:
+                for name, share in per_sink.items():
+                    group.start_soon(self._deliver, name, share, results)
+        for name, result in results.items():
+            summary.retries += result.retries
+            summary.duplicates += len(result.duplicates)
+            summary.delivered[name] += len(result.delivered)
+            for envelope in result.delivered:
+                key = envelope.headers.get(IDEMPOTENCY_HEADER)
+                if key is not None:
+                    record.deliveries.append(Delivery(name, key, envelope.id))
+                self._journal(
+                    record, envelope, "delivered", f"sink:{name}", {"attempt": envelope.attempt}
+                )
+            for envelope in result.duplicates:
+                self._journal(record, envelope, "duplicate_skipped", f"sink:{name}")
+            settled.extend(result.delivered)
+            settled.extend(result.duplicates)
+            dead.extend(result.failed)
+
+        self._dead_letter(dead, record)
+        settled.extend(dead)
+        failed_again = {d.id for d in record.dead_letters if d.id is not None}
+        record.replayed = sorted(
+            {e.dead_letter_id for e in settled if e.dead_letter_id is not None} - failed_again
+        )
+        if self.store is not None:
+            await self.store.settle_batch(record)
+        for envelope in settled:
+            await envelope.settlement.settle()
+        await self.pipeline.source.commit()
+        if self._on_progress is not None:
+            self._on_progress(summary)
+
+    def _stamp_key(self, envelope: Envelope) -> bool:
+        """Evaluate the idempotency key on the input message; False when it cannot be."""
+        expression = self.pipeline.idempotency_key
+        if expression is None or IDEMPOTENCY_HEADER in envelope.headers:
+            return True
+        try:
+            value = expression.evaluate(envelope.payload)
+        except Exception as exc:
+            mark_failed(envelope, "delivery", exc)
+            return False
+        if value is None or isinstance(value, dict | list) or value == "":
+            reason = f"idempotency key {expression.source!r} gave no scalar value"
+            mark_failed(envelope, "delivery", PermanentError(reason))
+            return False
+        envelope.headers[IDEMPOTENCY_HEADER] = str(value)
+        return True
+
+    async def _run_step(
+        self, name: str, process: Callable[..., object], live: list[Envelope]
+    ) -> StepOutcome:
+        try:
+            outcome = await process(live)  # type: ignore[misc]
+        except Exception as exc:  # a step bug fails its batch's messages, not the flow
+            for envelope in live:
+                mark_failed(envelope, name, exc)
+            return StepOutcome(failed=list(live))
+        if not isinstance(outcome, StepOutcome):
+            raise TypeError(f"step {name!r} returned {type(outcome).__name__}, not StepOutcome")
+        return outcome
+
+    def _route(
+        self, live: list[Envelope], record: BatchRecord, settled: list[Envelope]
+    ) -> dict[str, list[Envelope]]:
+        per_sink: dict[str, list[Envelope]] = {}
+        for envelope in live:
+            targets = [t for t in (envelope.routes or self._sink_names) if t in self.pipeline.sinks]
+            replay_sink = envelope.headers.get("x-dovetail-replay-sink")
+            if replay_sink is not None:
+                targets = [t for t in targets if t == replay_sink]
+            if not targets:
+                self._journal(record, envelope, "filtered", "route")
+                self.summary.filtered += 1
+                settled.append(envelope)
+                continue
+            if len(targets) > 1:
+                envelope.settlement.add(len(targets) - 1)
+            per_sink.setdefault(targets[0], []).append(envelope)
+            for target in targets[1:]:
+                per_sink.setdefault(target, []).append(copy.copy(envelope))
+        return per_sink
+
+    async def _deliver(
+        self, name: str, share: list[Envelope], results: dict[str, DeliveryResult]
+    ) -> None:
+        results[name] = await self.pipeline.sinks[name].deliver(share)
+
+    def _dead_letter(self, dead: list[Envelope], record: BatchRecord) -> None:
+        if not dead:
+            return
+        spec = self.flow.spec
+        for envelope in dead:
+            failure = envelope.failure
+            assert failure is not None
+            if not spec.delivery.dead_letter:
+                raise FlowHalted(
+                    f"{self.flow.name}: message {envelope.id} failed at {failure.step}:"
+                    f" {failure.reason} (dead_letter is off)"
+                )
+            letter = dead_letter_from(envelope, spec.flow, spec.version)
+            if failure.step.startswith("sink:"):
+                letter.headers["x-dovetail-replay-sink"] = failure.step[len("sink:") :]
+            record.dead_letters.append(letter)
+            self.summary.reasons[failure.reason] += 1
+            self._journal(
+                record,
+                envelope,
+                "dead_lettered",
+                failure.step,
+                {"reason": failure.reason, "error_class": failure.error_class},
+            )
+            log.warning(
+                "message dead-lettered",
+                flow=self.flow.name,
+                step=failure.step,
+                message_id=envelope.id,
+                correlation_id=envelope.correlation_id,
+                attempt=envelope.attempt,
+                reason=failure.reason,
+            )
+        self.summary.dead_lettered += len(dead)
+
+    def _journal(
+        self,
+        record: BatchRecord,
+        envelope: Envelope,
+        event: str,
+        step: str | None,
+        detail: dict[str, object] | None = None,
+    ) -> None:
+        info: dict[str, object] = dict(detail or {})
+        if envelope.position is not None:
+            info["position"] = envelope.position.describe()
+        record.journal.append(
+            JournalEvent(
+                message_id=envelope.id,
+                correlation_id=envelope.correlation_id,
+                flow=self.flow.name,
+                event=event,
+                step=step,
+                detail=info or None,
+            )
+        )
