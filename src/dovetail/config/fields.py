@@ -53,3 +53,12 @@ JsonataExpr = Annotated[
     AfterValidator(_check_jsonata),
 ]
 """A JSONata expression from the flow file."""
+
+
+def holds_reference(value: str) -> bool:
+    """True when ``value`` still contains an unresolved ``${env:}``/``${secret:}`` reference.
+
+    That happens only in lenient loading (lint without ``--env``, test, docs); validators that
+    need the final value (URL shape, host checks) skip such values.
+    """
+    return "${env:" in value or "${secret:" in value

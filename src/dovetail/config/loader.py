@@ -156,25 +156,32 @@ def load_flow(
     data, missing = interpolate(raw, resolver)
     problems.extend(located.problem(loc, message) for loc, message in missing)
 
+    spec: FlowFile | None = None
     try:
         spec = FlowFile.model_validate(data)
     except ValidationError as exc:
         problems.extend(_problems_from(exc, located, (), FlowFile, registry=registry))
-        raise ConfigError(_dedupe(problems)) from None
 
+    # components are checked even when the top level is wrong, so every problem shows at once
     context = {"project_dir": project.root}
-    source = _component(registry, "source", spec.source, ("source",), located, context, problems)
+    source = None
+    if "source" in data:
+        source = _component(
+            registry, "source", data["source"], ("source",), located, context, problems
+        )
     steps: list[ComponentRef | None] = []
-    for index, item in enumerate(spec.steps):
+    raw_steps = data.get("steps")
+    for index, item in enumerate(raw_steps if isinstance(raw_steps, list) else []):
         steps.append(
             _component(registry, "step", item, ("steps", index), located, context, problems)
         )
     sinks: dict[str, ComponentRef | None] = {}
-    if spec.sink is not None:
+    if data.get("sink") is not None:
         sinks["sink"] = _component(
-            registry, "sink", spec.sink, ("sink",), located, context, problems
+            registry, "sink", data["sink"], ("sink",), located, context, problems
         )
-    for name, item in (spec.sinks or {}).items():
+    raw_sinks = data.get("sinks")
+    for name, item in (raw_sinks if isinstance(raw_sinks, dict) else {}).items():
         sinks[name] = _component(
             registry, "sink", item, ("sinks", name), located, context, problems, label=name
         )
@@ -190,7 +197,7 @@ def load_flow(
                             f"route target {target!r} is not a declared sink (declared: {known})",
                         )
                     )
-    if problems or source is None:
+    if problems or source is None or spec is None:
         raise ConfigError(_dedupe(problems))
     return Flow(
         spec=spec,

@@ -60,12 +60,30 @@ def flow_schema(registry: Registry | None = None) -> dict[str, Any]:
         "minProperties": 1,
     }
     base["oneOf"] = [{"required": ["sink"]}, {"required": ["sinks"]}]
-    return {
+    schema = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
         **base,
         "$defs": dict(sorted(defs.items())),
     }
+    return _allow_references(schema)
+
+
+REFERENCE_STRING = {"type": "string", "pattern": r"\$\{(env|secret|var):[^}]+\}"}
+
+
+def _allow_references(node: Any) -> Any:
+    """Numbers and booleans may also be written as ``${env:...}`` references."""
+    if isinstance(node, list):
+        return [_allow_references(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    result = {key: _allow_references(value) for key, value in node.items()}
+    if result.get("type") in {"integer", "number", "boolean"}:
+        typed = {k: v for k, v in result.items() if k not in {"title", "description", "default"}}
+        kept = {k: v for k, v in result.items() if k in {"title", "description", "default"}}
+        return {**kept, "anyOf": [typed, REFERENCE_STRING]}
+    return result
 
 
 def model_fields_table(model: type[BaseModel]) -> list[dict[str, str]]:

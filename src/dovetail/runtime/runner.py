@@ -133,7 +133,7 @@ class FlowRunner:
         finally:
             self.summary.seconds = time.perf_counter() - started
             await self.pipeline.close()
-        log.info("flow finished", flow=self.flow.name, **self.summary.as_dict())
+        log.info("flow finished", **self.summary.as_dict())
         return self.summary
 
     async def _work(self, receive: ObjectReceiveStream[list[Envelope]]) -> None:
