@@ -77,9 +77,8 @@ def test_no_ack_until_the_settlement_is_durable(project: Path) -> None:
         finally:
             await store.close()
 
-    with pytest.raises(BaseException) as caught:
+    with pytest.raises(OSError, match="disk full"):
         anyio.run(main)
-    assert "disk full" in repr(caught.value)
     assert source.acked == 0
 
 
@@ -241,11 +240,6 @@ def test_dead_letter_off_halts_the_flow_without_acking(project: Path) -> None:
         finally:
             await store.close()
 
-    with pytest.raises(BaseException) as caught:
+    with pytest.raises(FlowHalted, match="dead_letter is off"):
         anyio.run(main)
-    assert (
-        caught.group_contains(FlowHalted)
-        if isinstance(caught.value, BaseExceptionGroup)
-        else isinstance(caught.value, FlowHalted)
-    )
     assert source.acked == 0

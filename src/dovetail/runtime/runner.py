@@ -85,6 +85,15 @@ class RunSummary:
 ProgressFn = Callable[[RunSummary], None]
 
 
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first real error inside a (nested) exception group, for a readable failure."""
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            return first_error(error)
+        return error
+    return group
+
+
 class FlowRunner:
     """Drives one built pipeline until its source is exhausted (``once``) or it is stopped."""
 
@@ -124,11 +133,14 @@ class FlowRunner:
                         if not self._stop_requested:
                             await self.pipeline.source.run(emit)
 
-            async with anyio.create_task_group() as group:
-                group.start_soon(read)
-                for _ in range(runtime.workers):
-                    group.start_soon(self._work, receive.clone())
-                receive.close()
+            try:
+                async with anyio.create_task_group() as group:
+                    group.start_soon(read)
+                    for _ in range(runtime.workers):
+                        group.start_soon(self._work, receive.clone())
+                    receive.close()
+            except BaseExceptionGroup as group:
+                raise first_error(group) from group
             await self.pipeline.source.commit()
         finally:
             self.summary.seconds = time.perf_counter() - started
