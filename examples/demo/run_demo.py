@@ -51,14 +51,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def dovetail(*args: str, env: dict[str, str], expect: tuple[int, ...] = (0,)) -> str:
-    print(f"$ dovetail {' '.join(args)}", flush=True)
+def dovetail(
+    *args: str, env: dict[str, str], expect: tuple[int, ...] = (0,), quiet: bool = False
+) -> str:
+    if not quiet:
+        print(f"$ dovetail {' '.join(args)}", flush=True)
     done = subprocess.run(
         [DOVETAIL, *args], cwd=PROJECT, env=env, capture_output=True, text=True, check=False
     )
-    output = done.stdout + (done.stderr if done.returncode not in expect else "")
-    print(output.rstrip(), flush=True)
-    if done.returncode not in expect:
+    failed = done.returncode not in expect
+    if failed or not quiet:
+        print((done.stdout + (done.stderr if failed else "")).rstrip(), flush=True)
+    if failed:
         raise SystemExit(f"dovetail {args[0]} exited {done.returncode}, expected {expect}")
     return done.stdout
 
@@ -187,7 +191,7 @@ def main() -> int:
         unique = sorted(set(refs))
         with sqlite3.connect(PROJECT / "data/warehouse.db") as db:
             rows = db.execute("SELECT external_ref FROM sales_orders ORDER BY 1").fetchall()
-        letters = orjson.loads(dovetail("dlq", "list", "--json", env=env))
+        letters = orjson.loads(dovetail("dlq", "list", "--json", env=env, quiet=True))
         reasons = sorted(str(letter["reason"]) for letter in letters)
         expected_erp = [
             "WS-1001",

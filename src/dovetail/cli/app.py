@@ -137,6 +137,7 @@ def flow_test(
     as_json: JsonOpt = False,
 ) -> None:
     """Run flow test cases (tests/<flow>/*.yaml) offline with sinks captured."""
+    configure_logging("error")  # expected dead letters are the point of many cases
     project = current_project()
     loaded = _load_or_exit(project, paths, None, strict=False)
     try:

@@ -72,8 +72,12 @@ def _plain(node: Any, loc: PathKey, located: Located) -> Any:
         return items
     if isinstance(node, str):
         return str(node)
-    if isinstance(node, bool | int | float) or node is None:
+    if node is None or isinstance(node, bool):
         return node
+    if isinstance(node, int):  # ruamel's ScalarInt/ScalarFloat keep formatting; drop it
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
     return str(node)
 
 
