@@ -154,3 +154,21 @@ def test_route_targets_must_be_declared_sinks(project: Path) -> None:
     )
     (found,) = problems(project, text)
     assert "route target 'nowhere' is not a declared sink (declared: sink)" in found
+
+
+def test_a_mapping_sheet_problem_points_into_the_sheet(project: Path) -> None:
+    (project / "mappings").mkdir()
+    (project / "mappings" / "m.csv").write_text(
+        "target,source,transform,required,note\nid,order_id,trim,yes,\nname,name,uper,no,\n"
+    )
+    text = GOOD.replace("  - filter: total > 0", "  - map: {sheet: mappings/m.csv}")
+    (found,) = problems(project, text)
+    assert found.startswith("mappings/m.csv:3:3: unknown transform 'uper' (did you mean 'upper'?)")
+    assert found.endswith("(used at flows/f.yaml:6:18)")
+
+
+def test_did_you_mean_uses_the_yaml_name_of_aliased_fields(project: Path) -> None:
+    (project / "s.json").write_text("{}")
+    text = GOOD.replace("  - filter: total > 0", "  - validate: {schemaa: s.json}")
+    found = problems(project, text)
+    assert any("unknown key 'schemaa' (did you mean 'schema'?)" in p for p in found)

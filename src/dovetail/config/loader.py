@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from dovetail.plugins.registry import Registry, default_registry, missing_module
 from dovetail.plugins.spec import Kind
 
 PROJECT_FILE = "dovetail.yaml"
+NESTED_POSITION = re.compile(r"^([^\s:]+):(\d+):(\d+): (.*)$")
 
 
 @dataclass
@@ -323,6 +325,20 @@ def _problems_from(
             message = str(error["msg"])
             if message.startswith("Value error, "):
                 message = message[len("Value error, ") :]
+            nested = [NESTED_POSITION.match(part) for part in message.splitlines()]
+            if nested and all(nested):  # a referenced file (sheet, schema) located its problems
+                line, col = located.position(where)
+                for match in nested:
+                    assert match is not None
+                    problems.append(
+                        Problem(
+                            match.group(1),
+                            int(match.group(2)),
+                            int(match.group(3)),
+                            f"{match.group(4)} (used at {located.path}:{line}:{col})",
+                        )
+                    )
+                continue
             found = error.get("input")
             shown = ""
             if isinstance(found, str | int | float | bool) and kind not in {"value_error"}:
@@ -336,7 +352,9 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     for part in loc:
         current = _unwrap(current)
         if isinstance(current, type) and issubclass(current, BaseModel):
-            info = current.model_fields.get(str(part))
+            info = next(
+                (f for n, f in current.model_fields.items() if (f.alias or n) == str(part)), None
+            )
             if info is None:
                 return []
             current = info.annotation
@@ -344,7 +362,7 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
             continue
     current = _unwrap(current)
     if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields)
+        return [info.alias or name for name, info in current.model_fields.items()]
     return []
 
 
