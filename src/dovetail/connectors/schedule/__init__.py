@@ -1,0 +1,1 @@
+"""The ``schedule`` source: a cron trigger that emits one message per tick."""
