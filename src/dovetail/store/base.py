@@ -79,8 +79,6 @@ class BatchRecord:
     journal: list[JournalEvent] = field(default_factory=list)
     replayed: list[int] = field(default_factory=list)
     """Dead-letter ids whose replay was delivered or filtered: marked ``replayed``."""
-    inbox_done: list[int] = field(default_factory=list)
-    """Inbox rows whose messages are settled: deleted in the same transaction."""
 
 
 @dataclass(slots=True)

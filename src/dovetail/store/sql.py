@@ -225,8 +225,6 @@ class SqlStore:
                         for e in record.journal
                     ],
                 )
-            if record.inbox_done:
-                await conn.execute(t.inbox.delete().where(t.inbox.c.id.in_(record.inbox_done)))
         return new_ids
 
     async def _write_dead_letter(
