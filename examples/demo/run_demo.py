@@ -131,6 +131,7 @@ def main() -> int:
         "ERP_CLIENT_SECRET": CLIENT_SECRET,
         "WEBHOOK_SECRET": WEBHOOK_SECRET,
         "WEBHOOK_PORT": str(webhook_port),
+        "COLUMNS": os.environ.get("COLUMNS", "150"),
     }
     banner("scaffold the example project")
     subprocess.run([DOVETAIL, "init", str(PROJECT)], check=True)
