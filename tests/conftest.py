@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -41,3 +43,11 @@ def project(tmp_path: Path) -> Path:
     (tmp_path / "dovetail.yaml").write_text("project: test\n", encoding="utf-8")
     (tmp_path / "flows").mkdir()
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """Each test starts with default structlog config (CLI tests point it at their stderr)."""
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()

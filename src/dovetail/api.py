@@ -107,7 +107,5 @@ async def replay_async(
             report.unknown_flows.append(name)
             continue
         source = ReplaySource(chosen, batch_size=target.spec.runtime.batch_size)
-        report.summaries.append(
-            await run_flow_async(target, store=store, once=True, source=source)
-        )
+        report.summaries.append(await run_flow_async(target, store=store, once=True, source=source))
     return report

@@ -12,7 +12,7 @@
         └── PermanentError             retrying cannot help: 4xx, schema violations, mapping errors
             ├── ValidationFailed       the payload does not match its schema
             ├── MappingFailed          a mapping expression or sheet failed on this payload
-            ├── LookupMissing          a lookup key was not in its table (``on_missing: dead_letter``)
+            ├── LookupMissing          a lookup key is not in its table (on_missing: dead_letter)
             └── PayloadRejected        untrusted input broke a safety limit or is malformed
 
 Retry logic reads only the ``TransientError`` / ``PermanentError`` marker. Each connector

@@ -44,12 +44,12 @@ def test_lint_reports_positions_and_exits_2(scaffold: Path) -> None:
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert any(
-        line.startswith("flows/orders-to-erp.yaml:10:")
+        line.startswith("flows/orders-to-erp.yaml:9:")
         and "unknown key 'formatt' (did you mean 'format'?)" in line
         for line in lines
     ), lines
     assert any(
-        line.startswith("flows/orders-to-erp.yaml:17:") and "JSONata" in line for line in lines
+        line.startswith("flows/orders-to-erp.yaml:16:") and "JSONata" in line for line in lines
     ), lines
 
 

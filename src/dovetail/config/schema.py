@@ -66,7 +66,8 @@ def flow_schema(registry: Registry | None = None) -> dict[str, Any]:
         **base,
         "$defs": dict(sorted(defs.items())),
     }
-    return _allow_references(schema)
+    result: dict[str, Any] = _allow_references(schema)
+    return result
 
 
 REFERENCE_STRING = {"type": "string", "pattern": r"\$\{(env|secret|var):[^}]+\}"}

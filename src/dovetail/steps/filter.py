@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from dovetail.config.fields import JsonataExpr
-from dovetail.core.component import BuildContext
 from dovetail.core.envelope import Envelope
 from dovetail.core.steps import DROP, MessageStep
 from dovetail.mapping.jsonata import compile_expression

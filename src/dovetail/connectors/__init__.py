@@ -1,0 +1,1 @@
+"""Connectors: one package per technology (file, http, sql, ...), files named by role."""

@@ -1,0 +1,109 @@
+"""Per-file progress of the file source: settlement watermark, checkpoint, final move.
+
+A file's records are numbered from 0 in the order they are read. Each record's ack settles
+its number in an ``OrderedAcker``; the checkpoint stores the contiguous settled prefix
+(``records``) with the file's size and mtime, so a restart skips exactly what was settled and
+notices a file that changed. When every record is settled the file is *finished*: moved to
+its archive or error folder, or (without one) kept with a ``done`` checkpoint.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from dovetail.core.ack import OrderedAcker
+
+
+@dataclass(eq=False, slots=True)
+class FileProgress:
+    """Read and settlement progress of one file picked up by the source."""
+
+    path: Path
+    ref: str
+    size: int
+    mtime_ns: int
+    acker: OrderedAcker = field(default_factory=OrderedAcker)
+    total: int | None = None
+    """How many records the file holds; None while it is still being read."""
+    failed: bool = False
+    """The file could not be read completely (it goes to the error folder)."""
+    dirty: bool = False
+    """The watermark moved since the last checkpoint write."""
+
+    @property
+    def key(self) -> str:
+        """The checkpoint key: ``file:<path relative to the project>``."""
+        return checkpoint_key(self.ref)
+
+    @property
+    def complete(self) -> bool:
+        """Every record was read and settled."""
+        return self.total is not None and self.acker.watermark >= self.total
+
+    def checkpoint(self, *, done: bool = False) -> dict[str, Any]:
+        """The checkpoint value to persist now."""
+        return {
+            "records": self.acker.watermark,
+            "size": self.size,
+            "mtime_ns": self.mtime_ns,
+            "done": done,
+            "failed": self.failed,
+        }
+
+
+def checkpoint_key(ref: str) -> str:
+    """``file:`` plus the file's path relative to the project directory."""
+    return "file:" + ref
+
+
+def checkpoint_matches(checkpoint: dict[str, Any] | None, size: int, mtime_ns: int) -> bool:
+    """True when ``checkpoint`` was written for this very file content (same size and mtime)."""
+    return (
+        checkpoint is not None
+        and checkpoint.get("size") == size
+        and checkpoint.get("mtime_ns") == mtime_ns
+    )
+
+
+class RecordAck:
+    """The ack of one record: settles its number and flags the file for the next commit."""
+
+    __slots__ = ("index", "progress")
+
+    def __init__(self, progress: FileProgress, index: int) -> None:
+        self.progress = progress
+        self.index = index
+
+    async def __call__(self) -> None:
+        if self.progress.acker.settle_sync(self.index):
+            self.progress.dirty = True
+
+
+def move_file(path: Path, folder: Path) -> Path:
+    """Move ``path`` into ``folder`` (created when missing) and return the new path.
+
+    An existing file of the same name is never overwritten: the moved file gets a UTC
+    timestamp (and, if needed, a counter) before its suffix.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / path.name
+    if target.exists() or target.is_symlink():
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        target = folder / f"{path.stem}.{stamp}{path.suffix}"
+        counter = 1
+        while target.exists() or target.is_symlink():
+            target = folder / f"{path.stem}.{stamp}-{counter}{path.suffix}"
+            counter += 1
+    try:
+        os.rename(path, target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:  # another file system: copy, then delete
+            raise
+        shutil.move(path, target)
+    return target

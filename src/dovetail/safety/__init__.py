@@ -1,0 +1,1 @@
+"""Safety limits for untrusted input: path confinement, payload sizes, nesting depth."""
