@@ -172,3 +172,15 @@ def test_did_you_mean_uses_the_yaml_name_of_aliased_fields(project: Path) -> Non
     text = GOOD.replace("  - filter: total > 0", "  - validate: {schemaa: s.json}")
     found = problems(project, text)
     assert any("unknown key 'schemaa' (did you mean 'schema'?)" in p for p in found)
+
+
+def test_load_flow_accepts_a_string_path(project: Path) -> None:
+    (project / "flows" / "f.yaml").write_text(GOOD, encoding="utf-8")
+    assert load_flow(str(project / "flows" / "f.yaml")).name == "orders-to-erp"
+
+
+def test_a_relative_sqlite_store_is_inside_the_project(project: Path) -> None:
+    from dovetail.config.loader import load_project
+
+    (project / "dovetail.yaml").write_text("store: sqlite:///state/s.db\n", encoding="utf-8")
+    assert load_project(project).store_url() == f"sqlite:///{project.resolve()}/state/s.db"

@@ -141,3 +141,14 @@ def test_rate_limit_spaces_out_writes() -> None:
     assert sink.accepted == list(range(50))
     assert all(len(call) <= 20 for call in sink.calls)
     assert elapsed >= 1.4  # 50 messages at 20/s: at least 1.5 s minus the initial burst slack
+
+
+def test_a_repeated_key_shares_the_fate_of_its_first_message() -> None:
+    sink = ScriptedSink({1: [PermanentError("HTTP 422")]})
+    delivery = SinkDelivery("erp", sink, RetryPolicy(), flow="f", store=None, clock=FakeClock())
+    batch = envelopes(1, 1, 2, 2, keys=True)
+    result = anyio.run(delivery.deliver, batch)
+    assert sink.calls == [[1, 2]]
+    assert [e.payload for e in result.failed] == [1, 1]  # not silently settled as a duplicate
+    assert [e.payload for e in result.delivered] == [2]
+    assert [e.payload for e in result.duplicates] == [2]

@@ -243,3 +243,59 @@ def test_dead_letter_off_halts_the_flow_without_acking(project: Path) -> None:
     with pytest.raises(FlowHalted, match="dead_letter is off"):
         anyio.run(main)
     assert source.acked == 0
+
+
+class SlowSink(CaptureSink):
+    async def write(self, batch):  # type: ignore[no-untyped-def]
+        await anyio.sleep(0.05)
+        return await super().write(batch)
+
+
+def test_concurrent_batches_never_deliver_one_key_twice(project: Path) -> None:
+    flow = write_flow(
+        project,
+        BASIC.replace("  b: {file: {path: out/b.jsonl, format: jsonl}}\n", "")
+        + "runtime: {batch_size: 1, workers: 4}\n",
+    )
+    sink = SlowSink("a")
+    items = [{"id": i % 3, "total": 1} for i in range(12)]
+
+    async def main() -> None:
+        store = SqliteStore(project / "s.db")
+        await store.open()
+        try:
+            source = ListSource(items, batch_size=1)
+            summary = await run_flow_async(flow, store=store, source=source, sinks={"a": sink})
+        finally:
+            await store.close()
+        assert summary.duplicates == 9
+
+    anyio.run(main)
+    assert sorted(p["id"] for p in sink.received) == [0, 1, 2]
+
+
+def test_a_halted_batch_still_records_what_it_delivered(project: Path) -> None:
+    flow = write_flow(
+        project,
+        BASIC.replace("  b: {file: {path: out/b.jsonl, format: jsonl}}\n", "")
+        .replace("dead_letter", "dead_letter_unused")
+        .replace("retry: {attempts: 3, initial: 1s}}", "dead_letter: false}"),
+    )
+    items = [{"id": 1, "total": 5}, {"id": 2, "total": "bad"}]
+
+    async def main() -> list[object]:
+        store = SqliteStore(project / "s.db")
+        await store.open()
+        sink = CaptureSink("a")
+        try:
+            for _ in range(2):
+                with pytest.raises(FlowHalted):
+                    await run_flow_async(
+                        flow, store=store, source=ListSource(items), sinks={"a": sink}
+                    )
+        finally:
+            await store.close()
+        return sink.received
+
+    received = anyio.run(main)
+    assert received == [{"id": 1, "total": 5}]  # the rerun skips the recorded key

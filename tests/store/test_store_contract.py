@@ -161,3 +161,16 @@ def test_raw_bytes_payloads_survive_the_dead_letter_queue(store_factory: StoreFa
         assert letter.payload == b"\xff\x00not json"
 
     run(store_factory, scenario)
+
+
+def test_a_limited_listing_keeps_the_newest(store_factory: StoreFactory) -> None:
+    async def scenario(store: Store) -> None:
+        ids = await store.settle_batch(
+            BatchRecord(flow="f", dead_letters=[_letter(message_id=f"m{i}") for i in range(5)])
+        )
+        newest = await store.dead_letters(DeadLetterQuery(limit=2, newest=True))
+        assert [d.id for d in newest] == ids[-2:]
+        oldest = await store.dead_letters(DeadLetterQuery(limit=2))
+        assert [d.id for d in oldest] == ids[:2]
+
+    run(store_factory, scenario)

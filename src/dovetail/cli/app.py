@@ -184,7 +184,11 @@ def dlq_list(
     """List dead letters (newest last)."""
     project = current_project()
     query = DeadLetterQuery(
-        flow=flow, reason=reason, status=None if status == "all" else status, limit=limit
+        flow=flow,
+        reason=reason,
+        status=None if status == "all" else status,
+        limit=limit,
+        newest=True,
     )
     letters = anyio.run(_with_store, project, lambda store: store.dead_letters(query))
     views = [letter_view(letter, [], full=False) for letter in letters]
@@ -275,7 +279,7 @@ def replay(
     except ValueError as exc:
         fail(f"bad time: {exc}")
         raise typer.Exit(exit_codes.USAGE) from None
-    flows = _load_or_exit(project, [flow] if flow else None, env, strict=True)
+    flows = [f for f in _load_or_exit(project, None, env, strict=True) if flow in (None, f.name)]
     try:
         report = anyio.run(
             _with_store,
@@ -285,14 +289,25 @@ def replay(
     except DovetailError as exc:
         fail(str(exc))
         raise typer.Exit(exit_codes.RUNTIME_FAILURE) from None
-    if not as_json:
-        console.print(f"selected {report.selected} dead letter(s)")
-        if report.skipped_source_rejects:
-            console.print(
-                f"skipped {report.skipped_source_rejects} rejected by the source (fix the input"
-                " file and drop it again)"
-            )
-    print_summaries(report.summaries, as_json=as_json)
+    if as_json:
+        print_json(
+            {
+                "selected": report.selected,
+                "skipped_source_rejects": report.skipped_source_rejects,
+                "unknown_flows": report.unknown_flows,
+                "runs": [s.as_dict() for s in report.summaries],
+            }
+        )
+        raise typer.Exit(exit_code_for(report.summaries))
+    console.print(f"selected {report.selected} dead letter(s)")
+    if report.skipped_source_rejects:
+        console.print(
+            f"skipped {report.skipped_source_rejects} rejected by the source (fix the input"
+            " file and drop it again)"
+        )
+    if report.unknown_flows:
+        console.print(f"left open: no flow file for {', '.join(report.unknown_flows)}")
+    print_summaries(report.summaries, as_json=False)
     raise typer.Exit(exit_code_for(report.summaries))
 
 
@@ -301,7 +316,7 @@ def trace(
     ident: Annotated[str, typer.Argument(help="Correlation id or message id.")],
     as_json: JsonOpt = False,
 ) -> None:
-    """The journey of one message: every step, delivery and dead letter, in order."""
+    """The journey of one message: its outcome at each sink, filters and dead letters, in order."""
     project = current_project()
     events = anyio.run(_with_store, project, lambda store: store.journal_for(ident))
     rows = [

@@ -55,11 +55,12 @@ class Project:
 
     def store_url(self) -> str:
         """The store URL: ``DOVETAIL_STORE``, then ``store:``, then SQLite in ``.dovetail/``."""
-        return (
-            os.environ.get("DOVETAIL_STORE")
-            or self.settings.store
-            or f"sqlite:///{self.root / '.dovetail' / 'state.db'}"
-        )
+        url = os.environ.get("DOVETAIL_STORE") or self.settings.store
+        if url is None:
+            return f"sqlite:///{self.root / '.dovetail' / 'state.db'}"
+        if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_absolute():
+            return f"sqlite:///{self.root / url[len('sqlite:///') :]}"
+        return url
 
     def display(self, path: Path) -> str:
         """``path`` relative to the project root when inside it."""
@@ -119,7 +120,7 @@ def _deep_merge(base: Any, override: Any) -> Any:
 
 
 def load_flow(
-    path: Path,
+    path: Path | str,
     project: Project | None = None,
     *,
     environment: str | None = None,
@@ -131,6 +132,7 @@ def load_flow(
     ``strict`` resolves ``${env:}`` and ``${secret:}`` (run); lenient mode keeps unresolved
     ones as written (lint without ``--env``, test, docs).
     """
+    path = Path(path)
     project = project or load_project(path)
     registry = registry or default_registry()
     located = load_yaml(path, project.display(path))

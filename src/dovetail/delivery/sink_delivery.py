@@ -70,7 +70,8 @@ class SinkDelivery:
     async def deliver(self, batch: Sequence[Envelope]) -> DeliveryResult:
         started = time.perf_counter()
         result = DeliveryResult()
-        pending = await self._skip_delivered(batch, result)
+        followers: dict[str, list[Envelope]] = {}
+        pending = await self._skip_delivered(batch, result, followers)
         attempt = 1
         while pending:
             outcomes = await self._write(pending)
@@ -97,11 +98,27 @@ class SinkDelivery:
                     envelope.failure = None
             pending = retry
             attempt += 1
+        if followers:
+            self._settle_followers(result, followers)
         result.seconds = time.perf_counter() - started
         return result
 
+    @staticmethod
+    def _settle_followers(result: DeliveryResult, followers: dict[str, list[Envelope]]) -> None:
+        """Later messages repeating a key in the batch share the first one's outcome."""
+        for envelope in result.delivered:
+            result.duplicates.extend(followers.pop(envelope.headers[IDEMPOTENCY_HEADER], []))
+        for leader in list(result.failed):
+            for follower in followers.pop(leader.headers.get(IDEMPOTENCY_HEADER, ""), []):
+                follower.failure = leader.failure
+                follower.attempt = leader.attempt
+                result.failed.append(follower)
+
     async def _skip_delivered(
-        self, batch: Sequence[Envelope], result: DeliveryResult
+        self,
+        batch: Sequence[Envelope],
+        result: DeliveryResult,
+        followers: dict[str, list[Envelope]],
     ) -> list[Envelope]:
         keyed = [e for e in batch if IDEMPOTENCY_HEADER in e.headers]
         if not keyed:
@@ -116,8 +133,11 @@ class SinkDelivery:
             if key is not None and key in done:
                 result.duplicates.append(envelope)
                 continue
+            if key is not None and key in followers:
+                followers[key].append(envelope)  # waits for the first one with this key
+                continue
             if key is not None:
-                done.add(key)  # a second message with the same key in this batch is a duplicate
+                followers[key] = []
             pending.append(envelope)
         return pending
 

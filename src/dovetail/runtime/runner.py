@@ -106,6 +106,7 @@ class FlowRunner:
         self._source_scope: anyio.CancelScope | None = None
         self._stop_requested = False
         self._sink_names = tuple(pipeline.sinks)
+        self._claims: dict[str, anyio.Event] = {}
 
     def stop(self) -> None:
         """Stop reading; batches already read are finished, settled and committed (drain)."""
@@ -171,6 +172,51 @@ class FlowRunner:
             else:
                 dead.append(envelope)
 
+        claimed = await self._claim_keys(live)
+        try:
+            await self._carry(batch, live, dead, settled, record)
+        finally:
+            released = [self._claims.pop(key) for key in claimed]
+            if released:
+                released[0].set()
+        for envelope in settled:
+            await envelope.settlement.settle()
+        await self.pipeline.source.commit()
+        if self._on_progress is not None:
+            self._on_progress(summary)
+
+    async def _claim_keys(self, live: list[Envelope]) -> list[str]:
+        """Hold every idempotency key of the batch while the batch is carried.
+
+        When another in-flight batch holds one of them, wait for it and try again, so two
+        workers never deliver the same key at once (the later one then finds the delivery
+        recorded in the store). A batch takes all its keys at once or none, so no two batches
+        can wait for each other.
+        """
+        keys = list(
+            dict.fromkeys(
+                key for key in (e.headers.get(IDEMPOTENCY_HEADER) for e in live) if key is not None
+            )
+        )
+        while True:
+            busy = next((self._claims[k] for k in keys if k in self._claims), None)
+            if busy is None:
+                mine = anyio.Event()
+                for key in keys:
+                    self._claims[key] = mine
+                return keys
+            await busy.wait()
+
+    async def _carry(
+        self,
+        batch: Sequence[Envelope],
+        live: list[Envelope],
+        dead: list[Envelope],
+        settled: list[Envelope],
+        record: BatchRecord,
+    ) -> None:
+        """Steps, routing, delivery and the durable settlement write of one batch."""
+        summary = self.summary
         for step in self.pipeline.steps:
             if not live:
                 break
@@ -205,19 +251,21 @@ class FlowRunner:
             settled.extend(result.duplicates)
             dead.extend(result.failed)
 
-        self._dead_letter(dead, record)
-        settled.extend(dead)
+        halted = self._dead_letter(dead, record)
+        if halted is None:
+            settled.extend(dead)
         failed_again = {d.id for d in record.dead_letters if d.id is not None}
         record.replayed = sorted(
             {e.dead_letter_id for e in settled if e.dead_letter_id is not None} - failed_again
         )
         if self.store is not None:
             await self.store.settle_batch(record)
-        for envelope in settled:
-            await envelope.settlement.settle()
-        await self.pipeline.source.commit()
-        if self._on_progress is not None:
-            self._on_progress(summary)
+        if halted is not None:
+            # what was delivered is recorded above; the failed messages stay unacked
+            for envelope in settled:
+                await envelope.settlement.settle()
+            settled.clear()
+            raise halted
 
     def _stamp_key(self, envelope: Envelope) -> bool:
         """Evaluate the idempotency key on the input message; False when it cannot be."""
@@ -275,18 +323,21 @@ class FlowRunner:
     ) -> None:
         results[name] = await self.pipeline.sinks[name].deliver(share)
 
-    def _dead_letter(self, dead: list[Envelope], record: BatchRecord) -> None:
+    def _dead_letter(self, dead: list[Envelope], record: BatchRecord) -> FlowHalted | None:
+        """Add dead letters to the batch record; with ``dead_letter: false``, the halt."""
         if not dead:
-            return
+            return None
         spec = self.flow.spec
+        if not spec.delivery.dead_letter:
+            first = dead[0]
+            assert first.failure is not None
+            return FlowHalted(
+                f"{self.flow.name}: message {first.id} failed at {first.failure.step}:"
+                f" {first.failure.reason} (dead_letter is off; {len(dead)} message(s) unacked)"
+            )
         for envelope in dead:
             failure = envelope.failure
             assert failure is not None
-            if not spec.delivery.dead_letter:
-                raise FlowHalted(
-                    f"{self.flow.name}: message {envelope.id} failed at {failure.step}:"
-                    f" {failure.reason} (dead_letter is off)"
-                )
             letter = dead_letter_from(envelope, spec.flow, spec.version)
             if failure.step.startswith("sink:"):
                 letter.headers["x-dovetail-replay-sink"] = failure.step[len("sink:") :]
@@ -309,6 +360,7 @@ class FlowRunner:
                 reason=failure.reason,
             )
         self.summary.dead_lettered += len(dead)
+        return None
 
     def _journal(
         self,

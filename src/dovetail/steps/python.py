@@ -125,8 +125,8 @@ class PythonStep:
     The return value is the new payload; ``None`` filters the message out; a list makes
     one message per element (split semantics: the source message is acked when all have
     settled; an empty list filters it out). An exception fails the message with the
-    exception's class and message as reason; a ``TransientError`` from ``dovetail.errors``
-    is retried by the runtime, anything else is dead-lettered.
+    exception's class and message as reason and dead-letters it (step failures are not
+    retried; replay re-drives them once the cause is fixed).
     """
 
     name = "python"
@@ -194,8 +194,8 @@ SPEC = ComponentSpec(
         " emit a single array payload, return it inside a list: `[[...]]`). `async def`"
         " functions are awaited; keep blocking work out of plain functions. An exception"
         " dead-letters the message with the exception's class and message as reason (so keep"
-        " payload values out of messages); raise `dovetail.errors.TransientError` to ask for"
-        " a retry instead."
+        " payload values out of messages). Step failures are not retried in place: fix the"
+        " cause and `dovetail replay` the dead letters."
     ),
     examples=[
         "python: hooks.orders:enrich",

@@ -92,6 +92,8 @@ class DeadLetterQuery:
     since: datetime | None = None
     until: datetime | None = None
     limit: int | None = None
+    newest: bool = False
+    """With ``limit``: keep the newest entries (still returned oldest first)."""
 
 
 @runtime_checkable

@@ -72,7 +72,9 @@ class SqlStore:
         try:
             async with self._engine.begin() as conn:
                 await conn.run_sync(self._migrate)
-        except sa.exc.SQLAlchemyError as exc:
+        except (sa.exc.SQLAlchemyError, OSError) as exc:
+            await self._engine.dispose()
+            self._engine = None
             raise StoreError(f"cannot open store {self.url}: {exc}") from exc
 
     @staticmethod
@@ -320,7 +322,7 @@ class SqlStore:
 
     async def dead_letters(self, query: DeadLetterQuery) -> list[DeadLetter]:
         c = t.dead_letters.c
-        stmt = sa.select(t.dead_letters).order_by(c.id)
+        stmt = sa.select(t.dead_letters).order_by(c.id.desc() if query.newest else c.id)
         if query.flow is not None:
             stmt = stmt.where(c.flow == query.flow)
         if query.ids:
@@ -336,7 +338,9 @@ class SqlStore:
         if query.limit is not None:
             stmt = stmt.limit(query.limit)
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(stmt)).all()
+            rows = list((await conn.execute(stmt)).all())
+        if query.newest:
+            rows.reverse()
         return [
             DeadLetter(
                 id=row.id,

@@ -13,7 +13,8 @@ from dovetail.cli import exit_codes
 from dovetail.cli.render import print_json, table
 from dovetail.config.loader import Project
 from dovetail.config.model import Flow
-from dovetail.runtime.runner import FlowRunner, RunSummary
+from dovetail.runtime.runner import FlowRunner, ProgressFn, RunSummary, first_error
+from dovetail.store.base import Store
 
 
 def print_summaries(summaries: list[RunSummary], *, as_json: bool) -> None:
@@ -82,36 +83,50 @@ async def run_flows(
             )
 
     try:
-        async with anyio.create_task_group() as group:
-
-            async def watch_signals() -> None:
-                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                    async for _ in signals:
-                        for runner in runners:
-                            runner.stop()
-
-            async def one(flow: Flow) -> None:
-                summaries.append(
-                    await run_flow_async(
-                        flow,
-                        store=store,
-                        once=once,
-                        on_progress=on_progress,
-                        runner_ready=runners,
-                    )
-                )
-
-            group.start_soon(watch_signals)
-            async with anyio.create_task_group() as flows_group:
-                for flow in flows:
-                    flows_group.start_soon(one, flow)
-            group.cancel_scope.cancel()
+        await _run_all(flows, store, once, on_progress, runners, summaries)
+    except BaseExceptionGroup as group:
+        raise first_error(group) from None
     finally:
         if bar is not None:
             bar.stop()
         await store.close()
     order = {f.name: i for i, f in enumerate(flows)}
     return sorted(summaries, key=lambda s: order[s.flow])
+
+
+async def _run_all(
+    flows: list[Flow],
+    store: Store,
+    once: bool,
+    on_progress: ProgressFn,
+    runners: list[FlowRunner],
+    summaries: list[RunSummary],
+) -> None:
+    """All flows in one task group, with a signal watcher that drains them."""
+    async with anyio.create_task_group() as group:
+
+        async def watch_signals() -> None:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    for runner in runners:
+                        runner.stop()
+
+        async def one(flow: Flow) -> None:
+            summaries.append(
+                await run_flow_async(
+                    flow,
+                    store=store,
+                    once=once,
+                    on_progress=on_progress,
+                    runner_ready=runners,
+                )
+            )
+
+        group.start_soon(watch_signals)
+        async with anyio.create_task_group() as flows_group:
+            for flow in flows:
+                flows_group.start_soon(one, flow)
+        group.cancel_scope.cancel()
 
 
 def exit_code_for(summaries: list[RunSummary]) -> int:
