@@ -29,6 +29,17 @@ def _epoch(value: datetime | None) -> float | None:
     return None if value is None else value.timestamp()
 
 
+def _history_entry(letter: DeadLetter, now: float) -> dict[str, Any]:
+    return {
+        "at": now,
+        "step": letter.step,
+        "reason": letter.reason,
+        "error_class": letter.error_class,
+        "attempt": letter.attempt,
+        "flow_version": letter.flow_version,
+    }
+
+
 def encode_payload(payload: Any) -> bytes:
     """Serialise a payload for storage: JSON for data, a marker for raw bytes/text."""
     if isinstance(payload, bytes):
@@ -182,116 +193,120 @@ class SqlStore:
 
     # -- settlement --------------------------------------------------------------------------
 
+    def _marks(self, count: int) -> str:
+        """Driver placeholders for ``count`` parameters (qmark or numeric_dollar)."""
+        if self.engine.dialect.paramstyle == "numeric_dollar":
+            return ", ".join(f"${i}" for i in range(1, count + 1))
+        if self.engine.dialect.paramstyle in {"format", "pyformat"}:
+            return ", ".join(["%s"] * count)
+        return ", ".join(["?"] * count)
+
     async def settle_batch(self, record: BatchRecord) -> list[int]:
+        """One transaction per batch; bulk rows go straight to the driver's executemany."""
         now = time.time()
         new_ids: list[int] = []
+        fresh = [letter for letter in record.dead_letters if letter.id is None]
+        again = [letter for letter in record.dead_letters if letter.id is not None]
         async with self.engine.begin() as conn:
-            for letter in record.dead_letters:
-                new_ids.append(await self._write_dead_letter(conn, letter, now))
+            if fresh:
+                new_ids.extend(await self._insert_dead_letters(conn, fresh, now))
+            for letter in again:
+                new_ids.append(await self._reopen_dead_letter(conn, letter, now))
             if record.deliveries:
-                stmt = self._insert(t.deliveries).on_conflict_do_nothing(
-                    index_elements=["flow", "sink", "key"]
-                )
-                await conn.execute(
-                    stmt,
-                    [
-                        {
-                            "flow": record.flow,
-                            "sink": d.sink,
-                            "key": d.key,
-                            "message_id": d.message_id,
-                            "delivered_at": now,
-                        }
-                        for d in record.deliveries
-                    ],
+                await conn.exec_driver_sql(
+                    f"INSERT INTO {t.deliveries.name} (flow, sink, key, message_id,"
+                    f" delivered_at) VALUES ({self._marks(5)})"
+                    " ON CONFLICT (flow, sink, key) DO NOTHING",
+                    [(record.flow, d.sink, d.key, d.message_id, now) for d in record.deliveries],
                 )
             if record.replayed:
                 await conn.execute(
                     t.dead_letters.update()
                     .where(t.dead_letters.c.id.in_(record.replayed))
-                    .values(status="replayed", last_failed_at=t.dead_letters.c.last_failed_at)
+                    .values(status="replayed")
                 )
             if record.journal:
-                await conn.execute(
-                    t.journal.insert(),
+                dumps = orjson.dumps
+                await conn.exec_driver_sql(
+                    f"INSERT INTO {t.journal.name} (at, flow, message_id, correlation_id, event,"
+                    f" step, detail) VALUES ({self._marks(7)})",
                     [
-                        {
-                            "at": _epoch(e.at) or now,
-                            "flow": e.flow,
-                            "message_id": e.message_id,
-                            "correlation_id": e.correlation_id,
-                            "event": e.event,
-                            "step": e.step,
-                            "detail": None if e.detail is None else orjson.dumps(e.detail).decode(),
-                        }
+                        (
+                            now if e.at is None else e.at.timestamp(),
+                            e.flow,
+                            e.message_id,
+                            e.correlation_id,
+                            e.event,
+                            e.step,
+                            None if e.detail is None else dumps(e.detail).decode(),
+                        )
                         for e in record.journal
                     ],
                 )
         return new_ids
 
-    async def _write_dead_letter(
+    async def _insert_dead_letters(
+        self, conn: AsyncConnection, letters: list[DeadLetter], now: float
+    ) -> list[int]:
+        rows = [
+            {
+                "flow": letter.flow,
+                "flow_version": letter.flow_version,
+                "message_id": letter.message_id,
+                "correlation_id": letter.correlation_id,
+                "step": letter.step,
+                "reason": letter.reason,
+                "error_class": letter.error_class,
+                "attempt": letter.attempt,
+                "payload": encode_payload(letter.payload),
+                "headers": orjson.dumps(letter.headers).decode(),
+                "source_position": None
+                if letter.source_position is None
+                else orjson.dumps(letter.source_position).decode(),
+                "detail": letter.detail,
+                "status": "open",
+                "first_failed_at": _epoch(letter.first_failed_at) or now,
+                "last_failed_at": now,
+                "history": orjson.dumps([_history_entry(letter, now)]).decode(),
+            }
+            for letter in letters
+        ]
+        stmt = t.dead_letters.insert().returning(t.dead_letters.c.id, sort_by_parameter_order=True)
+        result = await conn.execute(stmt, rows)
+        return [int(row[0]) for row in result.all()]
+
+    async def _reopen_dead_letter(
         self, conn: AsyncConnection, letter: DeadLetter, now: float
     ) -> int:
-        entry = {
-            "at": now,
-            "step": letter.step,
-            "reason": letter.reason,
-            "error_class": letter.error_class,
-            "attempt": letter.attempt,
-            "flow_version": letter.flow_version,
-        }
-        if letter.id is not None:
-            row = (
-                await conn.execute(
-                    sa.select(t.dead_letters.c.history, t.dead_letters.c.attempt).where(
-                        t.dead_letters.c.id == letter.id
-                    )
+        """A replay failed again: reopen its entry and append the failure to its history."""
+        assert letter.id is not None
+        row = (
+            await conn.execute(
+                sa.select(t.dead_letters.c.history, t.dead_letters.c.attempt).where(
+                    t.dead_letters.c.id == letter.id
                 )
-            ).first()
-            if row is not None:
-                history = [*orjson.loads(row.history), entry]
-                await conn.execute(
-                    t.dead_letters.update()
-                    .where(t.dead_letters.c.id == letter.id)
-                    .values(
-                        status="open",
-                        step=letter.step,
-                        reason=letter.reason,
-                        error_class=letter.error_class,
-                        attempt=row.attempt + letter.attempt,
-                        detail=letter.detail,
-                        flow_version=letter.flow_version,
-                        last_failed_at=now,
-                        history=orjson.dumps(history).decode(),
-                    )
-                )
-                return letter.id
-        result = await conn.execute(
-            t.dead_letters.insert().values(
-                flow=letter.flow,
-                flow_version=letter.flow_version,
-                message_id=letter.message_id,
-                correlation_id=letter.correlation_id,
+            )
+        ).first()
+        if row is None:  # the entry was purged meanwhile: record the failure afresh
+            (new_id,) = await self._insert_dead_letters(conn, [letter], now)
+            return new_id
+        history = [*orjson.loads(row.history), _history_entry(letter, now)]
+        await conn.execute(
+            t.dead_letters.update()
+            .where(t.dead_letters.c.id == letter.id)
+            .values(
+                status="open",
                 step=letter.step,
                 reason=letter.reason,
                 error_class=letter.error_class,
-                attempt=letter.attempt,
-                payload=encode_payload(letter.payload),
-                headers=orjson.dumps(letter.headers).decode(),
-                source_position=None
-                if letter.source_position is None
-                else orjson.dumps(letter.source_position).decode(),
+                attempt=row.attempt + letter.attempt,
                 detail=letter.detail,
-                status="open",
-                first_failed_at=_epoch(letter.first_failed_at) or now,
+                flow_version=letter.flow_version,
                 last_failed_at=now,
-                history=orjson.dumps([entry]).decode(),
+                history=orjson.dumps(history).decode(),
             )
         )
-        key = result.inserted_primary_key
-        if key is None:
-            raise StoreError("dead-letter insert returned no id")
-        return int(key[0])
+        return letter.id
 
     # -- idempotency -------------------------------------------------------------------------
 

@@ -40,6 +40,8 @@ from dovetail.plugins.spec import ComponentSpec
 from dovetail.safety.paths import confine, glob_base, is_inside
 
 log = structlog.get_logger("dovetail.connectors.file")
+CHECKPOINT_INTERVAL = 1.0
+"""Seconds between checkpoint writes of a file still being read (finished files: at once)."""
 
 T = TypeVar("T")
 
@@ -71,6 +73,7 @@ class FileSource:
         self._files: dict[str, FileProgress] = {}
         self._finished: dict[str, tuple[int, int]] = {}
         self._lock = asyncio.Lock()
+        self._last_checkpoint = 0.0
         self._executor: ThreadPoolExecutor | None = None
         self._move_to: Path | None = None
         self._error_to: Path | None = None
@@ -214,15 +217,23 @@ class FileSource:
             mark_failed(envelope, "source", PayloadRejected(record.error))
         return envelope
 
-    async def commit(self) -> None:
+    async def commit(self, *, force: bool = False) -> None:
         """Persist the settled prefix of every file whose watermark moved (one write per file)
-        and finish the files whose records are all settled (move them, or mark them done)."""
+        and finish the files whose records are all settled (move them, or mark them done).
+
+        Progress of a file still being read is written at most once per
+        ``checkpoint_interval``: a crash then re-reads at most that much, which idempotency
+        keys absorb, while the store is spared a transaction per batch.
+        """
         async with self._lock:
+            now = time.monotonic()
+            due = force or now - self._last_checkpoint >= CHECKPOINT_INTERVAL
             for progress in list(self._files.values()):
                 if progress.complete:
                     await self._finish(progress)
-                elif progress.dirty:
+                elif progress.dirty and due:
                     progress.dirty = False
+                    self._last_checkpoint = now
                     if self._context.store is not None:
                         await self._context.store.put_checkpoint(
                             self._context.flow, progress.key, progress.checkpoint()
@@ -251,7 +262,7 @@ class FileSource:
         """Commit what is settled (final moves included) and stop the reader thread."""
         try:
             if self._executor is not None:
-                await self.commit()
+                await self.commit(force=True)
         finally:
             if self._executor is not None:
                 self._executor.shutdown(wait=False, cancel_futures=True)
