@@ -111,3 +111,33 @@ def test_dlq_list_on_a_fresh_project_is_empty(scaffold: Path) -> None:
 def test_dlq_show_unknown_id_is_a_usage_error(scaffold: Path) -> None:
     result = runner.invoke(app, ["dlq", "show", "999"])
     assert result.exit_code == 2
+
+
+def test_run_then_replay_by_flow_name_after_a_fix(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (project / "lookups").mkdir()
+    (project / "lookups" / "codes.csv").write_text("code,name\nA,Alpha\n")
+    (project / "in").mkdir()
+    (project / "in" / "batch.jsonl").write_text('{"id": 1, "code": "A"}\n{"id": 2, "code": "B"}\n')
+    (project / "flows" / "any-file-name.yaml").write_text(
+        "flow: coded\n"
+        "source: {file: {path: in/*.jsonl, format: jsonl}}\n"
+        "steps:\n"
+        "  - lookup: {table: lookups/codes.csv, key: code, into: name, on_missing: dead_letter}\n"
+        "sink: {file: {path: out/coded.jsonl, format: jsonl}}\n"
+        "delivery: {idempotency_key: id}\n"
+    )
+    monkeypatch.chdir(project)
+    first = runner.invoke(app, ["run", "--once", "--json"])
+    assert first.exit_code == 3, first.output
+    (project / "lookups" / "codes.csv").write_text("code,name\nA,Alpha\nB,Beta\n")
+    replayed = runner.invoke(app, ["replay", "--flow", "coded", "--json"])
+    assert replayed.exit_code == 0, replayed.output
+    report = orjson.loads(replayed.output)
+    assert report["selected"] == 1
+    assert report["runs"][0]["delivered"] == {"sink": 1}
+    lines = (project / "out" / "coded.jsonl").read_text().splitlines()
+    assert [orjson.loads(line)["name"] for line in lines] == ["Alpha", "Beta"]
+    again = runner.invoke(app, ["replay", "--json"])
+    assert orjson.loads(again.output)["selected"] == 0

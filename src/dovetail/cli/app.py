@@ -28,7 +28,7 @@ from dovetail.cli.commands.run import (
     run_flows,
 )
 from dovetail.cli.render import console, fail, print_json, print_problems, table
-from dovetail.config.loader import Project
+from dovetail.config.loader import Project, load_flow
 from dovetail.config.model import Flow
 from dovetail.config.schema import flow_schema
 from dovetail.errors import ConfigError, DovetailError
@@ -279,7 +279,7 @@ def replay(
     except ValueError as exc:
         fail(f"bad time: {exc}")
         raise typer.Exit(exit_codes.USAGE) from None
-    flows = [f for f in _load_or_exit(project, None, env, strict=True) if flow in (None, f.name)]
+    flows = _load_or_exit(project, _paths_of(project, flow), env, strict=True)
     try:
         report = anyio.run(
             _with_store,
@@ -351,6 +351,19 @@ async def _with_store(project: Project, action: Callable[[Store], Awaitable[T]])
         return await action(store)
     finally:
         await store.close()
+
+
+def _paths_of(project: Project, flow: str | None) -> list[str] | None:
+    """The flow file whose ``flow:`` name is ``flow`` (any file name); None for all flows."""
+    if flow is None:
+        return None
+    for path in project.flow_paths():
+        try:
+            if load_flow(path, project, strict=False).name == flow:
+                return [str(path)]
+        except ConfigError:
+            continue
+    return [flow]  # not found by name: let the loader report it as a path or name
 
 
 def _load_or_exit(
