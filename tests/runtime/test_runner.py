@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from dovetail.api import run_flow_async
@@ -299,3 +300,140 @@ def test_a_halted_batch_still_records_what_it_delivered(project: Path) -> None:
 
     received = anyio.run(main)
     assert received == [{"id": 1, "total": 5}]  # the rerun skips the recorded key
+
+
+class FlakySink(CaptureSink):
+    """Fails a seeded third of the messages transiently, in any write."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__("a")
+        import random
+
+        self.rng = random.Random(seed)
+
+    async def write(self, batch):  # type: ignore[no-untyped-def]
+        outcomes: list[BaseException | None] = []
+        for envelope in batch:
+            if self.rng.random() < 0.33:
+                outcomes.append(TransientError("HTTP 503"))
+            else:
+                self.received.append(envelope.payload)
+                outcomes.append(None)
+        await anyio.lowlevel.checkpoint()
+        return outcomes
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_same_key_messages_arrive_in_source_order_across_retries(project: Path, seed: int) -> None:
+    flow = write_flow(
+        project,
+        BASIC.replace("  b: {file: {path: out/b.jsonl, format: jsonl}}\n", "").replace(
+            "delivery: {idempotency_key: id, retry: {attempts: 3, initial: 1s}}",
+            "delivery: {idempotency_key: id, retry: {attempts: 50, initial: 10ms, max: 10ms},"
+            " ordering: {key: customer}}\nruntime: {batch_size: 7, workers: 3}",
+        ),
+    )
+    items = [{"id": i, "customer": f"c{i % 5}", "total": 1} for i in range(200)]
+    sink = FlakySink(seed)
+
+    async def main() -> None:
+        store = SqliteStore(project / "s.db")
+        await store.open()
+        try:
+            source = ListSource(items, batch_size=7)
+            summary = await run_flow_async(
+                flow, store=store, source=source, sinks={"a": sink}, clock=FakeClock()
+            )
+        finally:
+            await store.close()
+        assert summary.retries > 0
+        assert summary.dead_lettered == 0
+
+    anyio.run(main)
+    for customer in {item["customer"] for item in items}:
+        got = [p["id"] for p in sink.received if p["customer"] == customer]
+        assert got == sorted(got), customer
+    assert sorted(p["id"] for p in sink.received) == list(range(200))
+
+
+def test_stop_drains_within_the_deadline_and_leaves_the_rest_unacked(project: Path) -> None:
+    flow = write_flow(
+        project,
+        BASIC.replace("  b: {file: {path: out/b.jsonl, format: jsonl}}\n", "")
+        + "runtime: {batch_size: 1, workers: 1, drain_timeout: 200ms}\n",
+    )
+
+    stuck = anyio.Event()
+
+    class StuckSink(CaptureSink):
+        async def write(self, batch):  # type: ignore[no-untyped-def]
+            if batch[0].payload["id"] >= 2:
+                stuck.set()
+                await anyio.sleep(60)
+            return await super().write(batch)
+
+    source = ListSource([{"id": i, "total": 1} for i in range(5)], batch_size=1)
+    sink = StuckSink("a")
+
+    async def main() -> float:
+        store = SqliteStore(project / "s.db")
+        await store.open()
+        runners: list[Any] = []
+        try:
+            async with anyio.create_task_group() as group:
+
+                async def stop_soon() -> None:
+                    await stuck.wait()
+                    runners[0].stop()
+
+                group.start_soon(stop_soon)
+                started = anyio.current_time()
+                await run_flow_async(
+                    flow, store=store, source=source, sinks={"a": sink}, runner_ready=runners
+                )
+                return anyio.current_time() - started
+        finally:
+            await store.close()
+
+    elapsed = anyio.run(main)
+    assert elapsed < 5
+    assert [p["id"] for p in sink.received] == [0, 1]
+    assert source.acked == 2  # the stuck message was never acknowledged
+
+
+def test_idempotency_keys_past_retention_are_forgotten(project: Path) -> None:
+    import sqlite3
+    from datetime import UTC, datetime, timedelta
+
+    from dovetail.store.base import BatchRecord, Delivery
+
+    flow = write_flow(
+        project,
+        BASIC.replace("  b: {file: {path: out/b.jsonl, format: jsonl}}\n", "").replace(
+            "retry: {attempts: 3, initial: 1s}}", "idempotency_retention: 1h}"
+        ),
+    )
+
+    async def main() -> list[object]:
+        store = SqliteStore(project / "s.db")
+        await store.open()
+        sink = CaptureSink("a")
+        try:
+            await store.settle_batch(
+                BatchRecord(flow="orders", deliveries=[Delivery("a", "1", "m")])
+            )
+            assert await store.forget_deliveries(datetime.now(UTC) - timedelta(hours=2)) == 0
+            fresh = await run_flow_async(
+                flow, store=store, source=ListSource([{"id": 1, "total": 1}]), sinks={"a": sink}
+            )
+            assert fresh.duplicates == 1  # within retention: still skipped
+            with sqlite3.connect(project / "s.db") as db:  # age the key past the retention
+                db.execute("UPDATE dovetail_deliveries SET delivered_at = delivered_at - 7200")
+            await run_flow_async(
+                flow, store=store, source=ListSource([{"id": 1, "total": 1}]), sinks={"a": sink}
+            )
+        finally:
+            await store.close()
+        return sink.received
+
+    assert anyio.run(main) == [{"id": 1, "total": 1}]

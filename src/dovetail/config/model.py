@@ -37,6 +37,22 @@ class RetrySpec(Section):
     """Growth of the bound per attempt."""
 
 
+class CircuitSpec(Section):
+    """A circuit breaker per sink: after consecutive failures, stop sending and probe later."""
+
+    failures: int = Field(default=5, ge=1, le=1000)
+    """Write calls failing transiently in a row that open the circuit."""
+    reset: Duration = 30.0
+    """How long the circuit stays open before one message probes the partner."""
+
+
+class OrderingSpec(Section):
+    """Per-key ordering: same-key messages reach each sink in source order."""
+
+    key: JsonataExpr
+    """JSONata over the input message giving its ordering key (e.g. ``customer_id``)."""
+
+
 class DeliverySpec(Section):
     """How messages are delivered to sinks: idempotency, retries, dead letters."""
 
@@ -47,6 +63,15 @@ class DeliverySpec(Section):
     """Retry policy for transient failures (timeouts, connection errors, 429, 5xx)."""
     dead_letter: bool = True
     """Send permanently failed messages to the dead-letter queue (``false``: stop the flow)."""
+    circuit_breaker: CircuitSpec | None = None
+    """Open a sink's circuit after consecutive transient failures: nothing is sent and no
+    attempt is spent until a probe gets through (the flow waits instead of dead-lettering)."""
+    ordering: OrderingSpec | None = None
+    """Deliver messages with the same key in source order, even across retries; messages of
+    other keys are not held up (they run in other lanes)."""
+    idempotency_retention: Duration = 30 * 86400.0
+    """How long delivered idempotency keys are kept (default 30 days); older ones are purged
+    when the flow starts."""
 
 
 class ObservabilitySpec(Section):
@@ -65,6 +90,9 @@ class RuntimeSpec(Section):
     """Batches processed concurrently."""
     queue: int = Field(default=4, ge=1, le=1024)
     """Batches buffered between the source and the workers (back-pressure beyond it)."""
+    drain_timeout: Duration = 30.0
+    """On SIGTERM/Ctrl-C, time allowed to finish in-flight batches; what is unfinished then
+    stays unacknowledged and is read again on the next start."""
 
 
 class FlowFile(Section):

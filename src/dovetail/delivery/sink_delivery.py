@@ -3,7 +3,9 @@
 Contract: ``deliver(batch)`` returns once every message of the batch is either confirmed by
 the sink, recognised as already delivered (its idempotency key is recorded), or failed for
 good (``envelope.failure`` set: permanent, or transient with attempts exhausted). It never
-raises for a message's failure.
+raises for a message's failure. Each message counts its own attempts; while the sink's
+circuit is open no attempt is spent. With ordering, at most one message per ordering key is
+in flight, so same-key messages reach the sink in source order even across retries.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from aiolimiter import AsyncLimiter
 from dovetail.core.component import Sink
 from dovetail.core.envelope import Envelope
 from dovetail.core.steps import mark_failed
+from dovetail.delivery.circuit import CircuitBreaker
 from dovetail.delivery.clock import Clock, SystemClock
 from dovetail.delivery.retry import RetryPolicy
 from dovetail.errors import TransientError
 from dovetail.store.base import Store
 
 IDEMPOTENCY_HEADER = "idempotency-key"
+ORDERING_HEADER = "x-dovetail-ordering-key"
 
 
 @dataclass(slots=True)
@@ -49,8 +53,12 @@ class SinkDelivery:
         store: Store | None,
         rate_limit: float | None = None,
         clock: Clock | None = None,
+        breaker: CircuitBreaker | None = None,
+        ordered: bool = False,
     ) -> None:
         self.name = name
+        self.breaker = breaker
+        self.ordered = ordered
         self.sink = sink
         self.policy = policy
         self.flow = flow
@@ -68,40 +76,73 @@ class SinkDelivery:
         return f"sink:{self.name}"
 
     async def deliver(self, batch: Sequence[Envelope]) -> DeliveryResult:
+        """Deliver ``batch``; see the module docstring for the contract."""
         started = time.perf_counter()
         result = DeliveryResult()
         followers: dict[str, list[Envelope]] = {}
         pending = await self._skip_delivered(batch, result, followers)
-        attempt = 1
+        tries: dict[int, int] = {}
         while pending:
-            outcomes = await self._write(pending)
-            retry: list[Envelope] = []
+            probe = False
+            if self.breaker is not None:
+                probe = await self.breaker.wait_until_allowed(self.clock)
+            sending = self._sendable(pending, probe)
+            outcomes = await self._write(sending)
+            retry: set[int] = set()
             retry_after: float | None = None
-            for envelope, error in zip(pending, outcomes, strict=True):
-                envelope.attempt = attempt
+            delivered_any = transient_any = False
+            for envelope, error in zip(sending, outcomes, strict=True):
+                envelope.attempt = tries[id(envelope)] = tries.get(id(envelope), 0) + 1
                 if error is None:
                     result.delivered.append(envelope)
+                    delivered_any = True
                     continue
                 mark_failed(envelope, self.step_name, error)
                 transient = isinstance(error, TransientError)
-                if transient and not self.policy.gives_up(attempt):
-                    retry.append(envelope)
+                transient_any = transient_any or transient
+                if transient and not self.policy.gives_up(envelope.attempt):
+                    retry.add(id(envelope))
                     hint = getattr(error, "retry_after", None)
                     if hint is not None:
                         retry_after = max(retry_after or 0.0, hint)
                 else:
                     result.failed.append(envelope)
+            if self.breaker is not None:
+                self.breaker.record(
+                    delivered=delivered_any, transient_failure=transient_any, clock=self.clock
+                )
+            sent = {id(e) for e in sending}
+            pending = [e for e in pending if id(e) in retry or id(e) not in sent]
             if retry:
                 result.retries += len(retry)
-                await self.clock.sleep(self.policy.backoff(attempt, retry_after))
-                for envelope in retry:
-                    envelope.failure = None
-            pending = retry
-            attempt += 1
+                for envelope in pending:
+                    if id(envelope) in retry:
+                        envelope.failure = None
+                if self.breaker is None or self.breaker.state != "open":
+                    worst = max(tries[i] for i in retry)
+                    await self.clock.sleep(self.policy.backoff(worst, retry_after))
         if followers:
             self._settle_followers(result, followers)
         result.seconds = time.perf_counter() - started
         return result
+
+    def _sendable(self, pending: list[Envelope], probe: bool) -> list[Envelope]:
+        """What to send this round: one message when probing a half-open circuit; with
+        ordering, only the earliest pending message of each ordering key."""
+        if not self.ordered:
+            return pending[:1] if probe else pending
+        chosen: list[Envelope] = []
+        seen: set[str] = set()
+        for envelope in pending:
+            key = envelope.headers.get(ORDERING_HEADER)
+            if key is not None:
+                if key in seen:
+                    continue
+                seen.add(key)
+            chosen.append(envelope)
+            if probe:
+                break
+        return chosen
 
     @staticmethod
     def _settle_followers(result: DeliveryResult, followers: dict[str, list[Envelope]]) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from dovetail.config.model import Flow
 from dovetail.core.component import BuildContext, Sink, Source, Step
+from dovetail.delivery.circuit import CircuitBreaker
 from dovetail.delivery.clock import Clock
 from dovetail.delivery.retry import RetryPolicy
 from dovetail.delivery.sink_delivery import SinkDelivery
@@ -24,6 +25,7 @@ class Pipeline:
     sinks: dict[str, SinkDelivery]
     idempotency_key: Expression | None
     context: BuildContext
+    ordering_key: Expression | None = None
     extra_components: list[Any] = field(default_factory=list)
 
     async def open(self) -> None:
@@ -91,13 +93,22 @@ def build_pipeline(
             store=store,
             rate_limit=getattr(ref.config, "rate_limit", None),
             clock=clock,
+            breaker=_breaker(flow),
+            ordered=flow.spec.delivery.ordering is not None,
         )
     key = flow.spec.delivery.idempotency_key
+    ordering = flow.spec.delivery.ordering
     return Pipeline(
         flow=flow,
         source=built_source,
         steps=steps,
         sinks=deliveries,
         idempotency_key=compile_expression(key) if key else None,
+        ordering_key=compile_expression(ordering.key) if ordering else None,
         context=context,
     )
+
+
+def _breaker(flow: Flow) -> CircuitBreaker | None:
+    spec = flow.spec.delivery.circuit_breaker
+    return None if spec is None else CircuitBreaker(threshold=spec.failures, reset_after=spec.reset)

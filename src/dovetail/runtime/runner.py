@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import copy
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import anyio
 import structlog
@@ -38,7 +40,7 @@ from dovetail.core.component import StepOutcome
 from dovetail.core.envelope import Envelope
 from dovetail.core.steps import mark_failed
 from dovetail.delivery.dead_letter import dead_letter_from
-from dovetail.delivery.sink_delivery import IDEMPOTENCY_HEADER, DeliveryResult
+from dovetail.delivery.sink_delivery import IDEMPOTENCY_HEADER, ORDERING_HEADER, DeliveryResult
 from dovetail.errors import DovetailError, PermanentError
 from dovetail.runtime.pipeline import Pipeline
 from dovetail.store.base import BatchRecord, Delivery, JournalEvent
@@ -107,47 +109,114 @@ class FlowRunner:
         self._stop_requested = False
         self._sink_names = tuple(pipeline.sinks)
         self._claims: dict[str, anyio.Event] = {}
+        self._work_scope: anyio.CancelScope | None = None
 
     def stop(self) -> None:
-        """Stop reading; batches already read are finished, settled and committed (drain)."""
+        """Stop reading; batches already read are finished, settled and committed (drain).
+
+        Work still unfinished after ``runtime.drain_timeout`` is cancelled: those messages
+        stay unacknowledged and are read again on the next start.
+        """
         self._stop_requested = True
         if self._source_scope is not None:
             self._source_scope.cancel()
+        if self._work_scope is not None:
+            self._work_scope.deadline = min(
+                self._work_scope.deadline,
+                anyio.current_time() + self.flow.spec.runtime.drain_timeout,
+            )
 
     async def run(self) -> RunSummary:
         """Run to completion; returns the counts. Raises on store or source failure."""
         started = time.perf_counter()
         runtime = self.flow.spec.runtime
+        lanes = runtime.workers
         log.info("flow started", flow=self.flow.name, version=self.flow.version)
         await self.pipeline.open()
         try:
-            send, receive = anyio.create_memory_object_stream[list[Envelope]](runtime.queue)
+            await self._forget_old_keys()
+            streams = [
+                anyio.create_memory_object_stream[list[Envelope]](runtime.queue)
+                for _ in range(lanes if self.pipeline.ordering_key is not None else 1)
+            ]
+            senders = [send for send, _ in streams]
 
             async def emit(batch: list[Envelope]) -> None:
-                if batch:
-                    await send.send(batch)
+                if not batch:
+                    return
+                if len(senders) == 1:
+                    await senders[0].send(batch)
+                    return
+                for lane, share in self._lanes(batch, len(senders)).items():
+                    await senders[lane].send(share)
 
             async def read() -> None:
-                async with send:
+                try:
                     with anyio.CancelScope() as scope:
                         self._source_scope = scope
                         if not self._stop_requested:
                             await self.pipeline.source.run(emit)
+                finally:
+                    for send in senders:
+                        send.close()
 
             try:
-                async with anyio.create_task_group() as group:
-                    group.start_soon(read)
-                    for _ in range(runtime.workers):
-                        group.start_soon(self._work, receive.clone())
-                    receive.close()
+                with anyio.CancelScope() as work_scope:
+                    self._work_scope = work_scope
+                    async with anyio.create_task_group() as group:
+                        group.start_soon(read)
+                        if len(streams) == 1:  # any worker takes the next batch
+                            for _ in range(lanes):
+                                group.start_soon(self._work, streams[0][1].clone())
+                            streams[0][1].close()
+                        else:  # one worker per lane: a key's batches are carried in order
+                            for _, receive in streams:
+                                group.start_soon(self._work, receive)
             except BaseExceptionGroup as group:
                 raise first_error(group) from group
+            if work_scope.cancelled_caught:
+                log.warning(
+                    "drain deadline passed; unfinished messages stay unacked", flow=self.flow.name
+                )
             await self.pipeline.source.commit()
         finally:
             self.summary.seconds = time.perf_counter() - started
             await self.pipeline.close()
         log.info("flow finished", **self.summary.as_dict())
         return self.summary
+
+    def _lanes(self, batch: list[Envelope], lanes: int) -> dict[int, list[Envelope]]:
+        """Split a batch by the hash of each message's ordering key (stable across runs)."""
+        shares: dict[int, list[Envelope]] = {}
+        expression = self.pipeline.ordering_key
+        assert expression is not None
+        for envelope in batch:
+            lane = 0
+            if envelope.failure is None:
+                try:
+                    value = expression.evaluate(envelope.payload)
+                except Exception as exc:
+                    mark_failed(envelope, "delivery", exc)
+                else:
+                    if value is None or isinstance(value, dict | list):
+                        reason = f"ordering key {expression.source!r} gave no scalar value"
+                        mark_failed(envelope, "delivery", PermanentError(reason))
+                    else:
+                        key = str(value)
+                        envelope.headers[ORDERING_HEADER] = key
+                        lane = zlib.crc32(key.encode()) % lanes
+            shares.setdefault(lane, []).append(envelope)
+        return shares
+
+    async def _forget_old_keys(self) -> None:
+        if self.store is None:
+            return
+        retention = self.flow.spec.delivery.idempotency_retention
+        purged = await self.store.forget_deliveries(
+            datetime.now(UTC) - timedelta(seconds=retention)
+        )
+        if purged:
+            log.info("idempotency keys past retention purged", flow=self.flow.name, count=purged)
 
     async def _work(self, receive: ObjectReceiveStream[list[Envelope]]) -> None:
         async with receive:
