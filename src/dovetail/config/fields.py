@@ -14,7 +14,8 @@ from pydantic import AfterValidator, ValidationInfo
 from dovetail.mapping.jsonata import JsonataSyntaxError, compile_expression
 
 
-def _project_dir(info: ValidationInfo) -> Path | None:
+def project_dir_of(info: ValidationInfo) -> Path | None:
+    """The project directory a config is validated against (None: no file checks)."""
     context = info.context if isinstance(info.context, dict) else None
     if context is None:
         return None
@@ -23,7 +24,7 @@ def _project_dir(info: ValidationInfo) -> Path | None:
 
 
 def _check_project_file(value: str, info: ValidationInfo) -> str:
-    root = _project_dir(info)
+    root = project_dir_of(info)
     if root is None:
         return value
     target = value.split("#", 1)[0]

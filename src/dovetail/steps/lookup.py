@@ -9,7 +9,7 @@ from typing import Any, Literal
 import anyio
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from dovetail.config.fields import JsonataExpr, ProjectFile
+from dovetail.config.fields import JsonataExpr, ProjectFile, project_dir_of
 from dovetail.core.component import BuildContext
 from dovetail.core.envelope import Envelope
 from dovetail.core.steps import MessageStep
@@ -61,10 +61,10 @@ class LookupConfig(ComponentConfig):
             raise ValueError("on_missing: default needs a default value")
         if "default" in self.model_fields_set and self.on_missing != "default":
             raise ValueError("default is used only with on_missing: default")
-        context = info.context
-        if isinstance(context, dict) and context.get("project_dir") is not None:
+        root = project_dir_of(info)
+        if root is not None:
             try:
-                open_table(Path(context["project_dir"]), self)
+                open_table(root, self)
             except ConfigError as exc:
                 raise ValueError(str(exc.problems[0])) from None
         return self

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ValidationInfo, field_validator, model_validator
 
-from dovetail.config.fields import ProjectFile
+from dovetail.config.fields import ProjectFile, project_dir_of
 from dovetail.core.component import BuildContext
 from dovetail.core.envelope import Envelope
 from dovetail.core.steps import MessageStep
@@ -40,7 +40,7 @@ class MapConfig(ComponentConfig):
     def _jsonata_compiles(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None:
             try:
-                load_mapping(_project_dir(info), jsonata=value, sheet=None)
+                load_mapping(project_dir_of(info), jsonata=value, sheet=None)
             except ConfigError as exc:
                 raise ValueError(_located(exc)) from None
         return value
@@ -48,20 +48,13 @@ class MapConfig(ComponentConfig):
     @field_validator("sheet")
     @classmethod
     def _sheet_compiles(cls, value: str | None, info: ValidationInfo) -> str | None:
-        project_dir = _project_dir(info)
+        project_dir = project_dir_of(info)
         if value is not None and project_dir is not None:
             try:
                 load_mapping(project_dir, jsonata=None, sheet=value)
             except ConfigError as exc:
                 raise ValueError(_located(exc)) from None
         return value
-
-
-def _project_dir(info: ValidationInfo) -> Path | None:
-    context = info.context
-    if isinstance(context, dict) and context.get("project_dir") is not None:
-        return Path(context["project_dir"])
-    return None
 
 
 def _located(error: ConfigError) -> str:

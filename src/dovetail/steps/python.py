@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationInfo, field_validator
 
+from dovetail.config.fields import project_dir_of
 from dovetail.core.component import BuildContext, StepOutcome
 from dovetail.core.envelope import Envelope
 from dovetail.core.steps import DROP, mark_failed
@@ -34,10 +35,10 @@ class PythonConfig(ComponentConfig):
     def _importable(cls, value: str, info: ValidationInfo) -> str:
         if not _REFERENCE.match(value):
             raise ValueError(f"function must look like package.module:function, not {value!r}")
-        context = info.context
-        if isinstance(context, dict) and context.get("project_dir") is not None:
+        root = project_dir_of(info)
+        if root is not None:
             try:
-                load_function(Path(context["project_dir"]), value)
+                load_function(root, value)
             except ConfigError as exc:
                 raise ValueError(exc.problems[0].message) from None
         return value

@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlparse
 import orjson
 from pydantic import Field, ValidationInfo, field_validator
 
-from dovetail.config.fields import ProjectFile
+from dovetail.config.fields import ProjectFile, project_dir_of
 from dovetail.core.component import BuildContext
 from dovetail.core.envelope import Envelope
 from dovetail.core.steps import MessageStep
@@ -37,10 +37,10 @@ class ValidateConfig(ComponentConfig):
     def _schema_loads(cls, value: str, info: ValidationInfo) -> str:
         if Path(value).suffix.lower() not in (".json", ".xsd"):
             raise ValueError("schema must be a .json (JSON Schema) or .xsd (XML Schema) file")
-        context = info.context
-        if isinstance(context, dict) and context.get("project_dir") is not None:
+        root = project_dir_of(info)
+        if root is not None:
             try:
-                load_schema(Path(context["project_dir"]), value, max_errors=1)
+                load_schema(root, value, max_errors=1)
             except ConfigError as exc:
                 raise ValueError(exc.problems[0].message) from None
         return value

@@ -14,7 +14,7 @@ import contextlib
 import socket
 from collections.abc import Generator
 from http import HTTPStatus
-from typing import Any, Literal
+from typing import Literal
 
 import anyio
 import orjson
@@ -35,6 +35,7 @@ from dovetail.core.ids import correlation_id_from_headers, uuid7
 from dovetail.core.steps import mark_failed
 from dovetail.errors import PayloadRejected, StoreError
 from dovetail.plugins.spec import ComponentConfig, ComponentSpec
+from dovetail.safety.limits import nesting_depth
 from dovetail.store.base import InboxItem
 from dovetail.types import Payload
 
@@ -308,7 +309,7 @@ def parse_body(body: bytes, fmt: str, max_depth: int) -> Payload:
             value = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise PayloadRejected(f"invalid JSON: {exc}") from None
-        if _json_depth_exceeds(value, max_depth):
+        if nesting_depth(value, max_depth) > max_depth:
             raise PayloadRejected(f"JSON nested deeper than {max_depth} levels")
         return value
     if fmt == "xml":
@@ -317,22 +318,6 @@ def parse_body(body: bytes, fmt: str, max_depth: int) -> Payload:
         return body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise PayloadRejected(f"the body is not valid UTF-8: {exc.reason}") from None
-
-
-def _json_depth_exceeds(value: Any, limit: int) -> bool:
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            children: Any = node.values()
-        elif isinstance(node, list):
-            children = node
-        else:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children)
-    return False
 
 
 def _check_xml(body: bytes, max_depth: int) -> None:
