@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import anyio
 from aiolimiter import AsyncLimiter
 
 from dovetail.core.component import Sink
@@ -65,11 +66,11 @@ class SinkDelivery:
         self.store = store
         self.clock = clock or SystemClock()
         self._limiter: AsyncLimiter | None = None
-        self._chunk = 0
         if rate_limit:
-            # a one-second window holding ``rate`` tokens; bursts never exceed one second's worth
-            self._chunk = max(1, int(rate_limit))
-            self._limiter = AsyncLimiter(max_rate=self._chunk, time_period=self._chunk / rate_limit)
+            # a small bucket (1/50 s worth of tokens): any one-second window sees at most
+            # ``rate`` plus that burst, i.e. within 2 % of the limit
+            burst = max(1, int(rate_limit / 50))
+            self._limiter = AsyncLimiter(max_rate=burst, time_period=burst / rate_limit)
 
     @property
     def step_name(self) -> str:
@@ -183,13 +184,20 @@ class SinkDelivery:
         return pending
 
     async def _write(self, batch: list[Envelope]) -> list[BaseException | None]:
-        if self._limiter is None:
+        limiter = self._limiter
+        if limiter is None:
             return await self._write_once(batch)
-        outcomes: list[BaseException | None] = []
-        for start in range(0, len(batch), self._chunk):
-            chunk = batch[start : start + self._chunk]
-            await self._limiter.acquire(len(chunk))
-            outcomes.extend(await self._write_once(chunk))
+        # rate-limited: each message takes its token just before it is written, and the
+        # writes overlap (the sink's own concurrency bounds them), so pacing is per request
+        outcomes: list[BaseException | None] = [None] * len(batch)
+
+        async def one(index: int, envelope: Envelope) -> None:
+            await limiter.acquire()
+            (outcomes[index],) = await self._write_once([envelope])
+
+        async with anyio.create_task_group() as group:
+            for index, envelope in enumerate(batch):
+                group.start_soon(one, index, envelope)
         return outcomes
 
     async def _write_once(self, batch: list[Envelope]) -> list[BaseException | None]:

@@ -216,6 +216,12 @@ class PartnerServer:
         with self._lock:
             return [r for r in self._state.records if path is None or r.path == path]
 
+    @property
+    def request_count(self) -> int:
+        """How many requests were recorded so far (cheap: for polling while a flow runs)."""
+        with self._lock:
+            return len(self._state.records)
+
     def received_bodies(self, path: str | None = None) -> list[Any]:
         """JSON bodies of the requests the partner accepted (answered 2xx), oldest first."""
         return [r.body for r in self.requests(path) if r.accepted and r.path != "/oauth/token"]
