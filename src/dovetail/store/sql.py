@@ -1,4 +1,8 @@
-"""Store operations written once in SQLAlchemy Core; backends supply the engine and dialect."""
+"""Store operations in SQLAlchemy Core over an async engine: the PostgreSQL store's base.
+
+The embedded SQLite store (``sqlite.py``) runs the same statements on its own thread instead;
+the record encodings below are shared, so both backends store the same values.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +25,8 @@ from dovetail.store.base import (
 )
 
 
-def _ts(value: float | None) -> datetime | None:
+def timestamp(value: float | None) -> datetime | None:
+    """A stored epoch time as an aware UTC datetime (``None`` stays ``None``)."""
     return None if value is None else datetime.fromtimestamp(value, UTC)
 
 
@@ -29,7 +34,8 @@ def _epoch(value: datetime | None) -> float | None:
     return None if value is None else value.timestamp()
 
 
-def _history_entry(letter: DeadLetter, now: float) -> dict[str, Any]:
+def history_entry(letter: DeadLetter, now: float) -> dict[str, Any]:
+    """One failure of a dead letter as kept in its ``history``."""
     return {
         "at": now,
         "step": letter.step,
@@ -267,7 +273,7 @@ class SqlStore:
                 "status": "open",
                 "first_failed_at": _epoch(letter.first_failed_at) or now,
                 "last_failed_at": now,
-                "history": orjson.dumps([_history_entry(letter, now)]).decode(),
+                "history": orjson.dumps([history_entry(letter, now)]).decode(),
             }
             for letter in letters
         ]
@@ -290,7 +296,7 @@ class SqlStore:
         if row is None:  # the entry was purged meanwhile: record the failure afresh
             (new_id,) = await self._insert_dead_letters(conn, [letter], now)
             return new_id
-        history = [*orjson.loads(row.history), _history_entry(letter, now)]
+        history = [*orjson.loads(row.history), history_entry(letter, now)]
         await conn.execute(
             t.dead_letters.update()
             .where(t.dead_letters.c.id == letter.id)
@@ -374,8 +380,8 @@ class SqlStore:
                 else orjson.loads(row.source_position),
                 detail=row.detail,
                 status=row.status,
-                first_failed_at=_ts(row.first_failed_at),
-                last_failed_at=_ts(row.last_failed_at),
+                first_failed_at=timestamp(row.first_failed_at),
+                last_failed_at=timestamp(row.last_failed_at),
                 history=orjson.loads(row.history),
             )
             for row in rows
@@ -410,7 +416,7 @@ class SqlStore:
                 event=row.event,
                 step=row.step,
                 detail=None if row.detail is None else orjson.loads(row.detail),
-                at=_ts(row.at),
+                at=timestamp(row.at),
             )
             for row in rows
         ]

@@ -6,6 +6,10 @@ expression gives nothing. Values are converted to the Python types the column's 
 ISO strings to ``date``/``datetime``/``time``, numeric strings to ``int``/``Decimal``/``float``,
 numbers to text for text columns, objects to JSON text for text columns. A value that cannot be
 converted rejects that message only, with a reason naming the column (never the value).
+
+Given a ``bind_dialect``, rows hold what that dialect's driver receives instead (its bind
+processors applied: on SQLite dates and times as ISO text, decimals as floats), converted in one
+step per value, so that a writer can hand them to the driver as they are.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from uuid import UUID
 import orjson
 from sqlalchemy import Table
 from sqlalchemy import types as sqltypes
+from sqlalchemy.engine import Dialect
 
 from dovetail.connectors.sql.engine import RowRejected
 from dovetail.errors import PermanentError
@@ -32,6 +37,8 @@ _TRUE = frozenset({"true", "t", "yes", "y", "1", "on"})
 _FALSE = frozenset({"false", "f", "no", "n", "0", "off"})
 _LENGTH_ENFORCED = frozenset({"postgresql", "mysql"})
 _MAX_PLANS = 256
+_Plan = tuple[list[tuple[str, "Converter"]], list[str]]
+"""(column, converter) pairs to apply to every value, then text columns to apply to non-``str``."""
 
 
 class _Unconvertible(Exception):
@@ -48,6 +55,7 @@ class RowBuilder:
         dialect: str,
         mapping: Mapping[str, Expression] | None,
         key: Sequence[str],
+        bind_dialect: Dialect | None = None,
     ) -> None:
         self.name = table.name
         self.columns: tuple[str, ...] = tuple(column.name for column in table.columns)
@@ -61,10 +69,12 @@ class RowBuilder:
         self._type_names: dict[str, str] = {}
         for column in table.columns:
             converter = converter_for(column.type, dialect=dialect)
+            if bind_dialect is not None:
+                converter = driver_converter(column.type, converter, bind_dialect)
             if converter is not None:
                 self._converters[column.name] = converter
                 self._type_names[column.name] = type(column.type).__name__.lower()
-        self._plans: dict[tuple[str, ...], list[tuple[str, Converter, bool]]] = {}
+        self._plans: dict[tuple[str, ...], _Plan] = {}
 
     def build(self, payload: Any) -> dict[str, Any]:
         """The converted row for ``payload``; raises ``PermanentError`` naming the problem."""
@@ -72,7 +82,10 @@ class RowBuilder:
             row = {name: expression.evaluate(payload) for name, expression in self._mapping}
         elif isinstance(payload, dict):
             columns = self._column_set
-            row = {name: value for name, value in payload.items() if name in columns}
+            if payload.keys() <= columns:
+                row = dict(payload)
+            else:
+                row = {name: value for name, value in payload.items() if name in columns}
             if not row:
                 raise PermanentError(f"the payload has no field that is a column of {self.name}")
         else:
@@ -83,13 +96,19 @@ class RowBuilder:
         plan = self._plans.get(names)
         if plan is None:
             plan = self._plan(names)
-        for name, convert, text_as_is in plan:
-            value = row[name]
-            if value is not None and not (text_as_is and type(value) is str):
-                try:
+        typed, texts = plan
+        name = ""
+        try:
+            for name, convert in typed:
+                value = row[name]
+                if value is not None:
                     row[name] = convert(value)
-                except (_Unconvertible, ValueError, TypeError, ArithmeticError) as exc:
-                    raise self._rejection(name, value, exc) from None
+            for name in texts:
+                value = row[name]
+                if value is not None and type(value) is not str:
+                    row[name] = _to_text(value)
+        except (_Unconvertible, ValueError, TypeError, ArithmeticError) as exc:
+            raise self._rejection(name, row[name], exc) from None
         for name in self._key:
             if row.get(name) is None:
                 raise PermanentError(f"key column {name!r} is missing or null")
@@ -102,15 +121,15 @@ class RowBuilder:
         key: Hashable = self._key_getter(row)
         return key
 
-    def _plan(self, names: tuple[str, ...]) -> list[tuple[str, Converter, bool]]:
-        """The converters for a set of present columns, cached for the shapes payloads have;
-        the flag marks text columns that take any ``str`` unchanged."""
+    def _plan(self, names: tuple[str, ...]) -> _Plan:
+        """The converters for a set of present columns, cached for the shapes payloads have:
+        (column, converter) pairs, then the text columns that take any ``str`` unchanged."""
         converters = self._converters
-        plan = [
-            (name, converters[name], converters[name] is _to_text)
-            for name in names
-            if name in converters
-        ]
+        present = [name for name in names if name in converters]
+        plan = (
+            [(name, converters[name]) for name in present if converters[name] is not _to_text],
+            [name for name in present if converters[name] is _to_text],
+        )
         if len(self._plans) < _MAX_PLANS:
             self._plans[names] = plan
         return plan
@@ -144,6 +163,27 @@ def converter_for(column_type: sqltypes.TypeEngine[Any], *, dialect: str) -> Con
         length = column_type.length if dialect in _LENGTH_ENFORCED else None
         return _text_of_length(length) if length else _to_text
     return None
+
+
+def driver_converter(
+    column_type: sqltypes.TypeEngine[Any], convert: Converter | None, dialect: Dialect
+) -> Converter | None:
+    """``convert`` followed by the dialect's bind processor for ``column_type``, as one step.
+
+    Dates, naive date-times and decimals get a fused converter when it gives exactly what the
+    processor gives (checked on sample values), so no intermediate object is formatted twice.
+    """
+    process = column_type.dialect_impl(dialect).bind_processor(dialect)
+    if process is None:
+        return convert
+    if convert is None:
+        return process
+    fused = _FUSED.get(convert)
+    if fused is not None:
+        fast, samples = fused
+        if all(fast(value) == process(convert(value)) for value in samples):
+            return fast
+    return lambda value: process(convert(value))
 
 
 def _to_int(value: Any) -> int:
@@ -272,3 +312,60 @@ def _text_of_length(length: int) -> Converter:
         return text
 
     return convert
+
+
+def _date_text(value: Any) -> str:
+    if type(value) is str and len(value) == 10 and value[4] == value[7] == "-":
+        date.fromisoformat(value)  # validates; the text is already in its stored form
+        return value
+    return _to_date(value).isoformat()
+
+
+def _naive_datetime_text(value: Any) -> str:
+    if type(value) is str:
+        text = value.strip()
+        result = datetime.fromisoformat(text)
+        if (
+            text[19:] in _UTC_SUFFIXES
+            and len(text) >= 19
+            and text[10] in "T "
+            and text[4] == text[7] == "-"
+            and text[13] == text[16] == ":"
+            and text[11:13] < "24"
+        ):  # whole seconds in UTC, as ISO text: the stored form is a respelling
+            return f"{text[:10]} {text[11:19]}.000000"
+        if result.tzinfo is not None:
+            result = result.astimezone(UTC)
+    else:
+        result = _to_naive_datetime(value)
+    # "YYYY-MM-DD HH:MM:SS[.ffffff][+00:00]" -> always with microseconds, never an offset
+    text = result.isoformat(" ")
+    return text[:26] if result.microsecond else text[:19] + ".000000"
+
+
+def _decimal_float(value: Any) -> float:
+    if type(value) is str:
+        try:
+            return float(value)  # correctly rounded, as float(Decimal(value)) is
+        except ValueError:
+            pass
+    return float(_to_decimal(value))
+
+
+_UTC_SUFFIXES = frozenset({"", "Z", "+00:00"})
+
+_FUSED: dict[Converter, tuple[Converter, tuple[Any, ...]]] = {
+    _to_date: (_date_text, ("2024-02-29", " 0999-01-05 ", "2024-03-01T08:00:00", date(7, 1, 2))),
+    _to_naive_datetime: (
+        _naive_datetime_text,
+        (
+            "2024-02-29T23:30:00+02:00",
+            "2024-02-29 22:00:00.5",
+            "0999-01-05T00:00:00.000001Z",
+            datetime(7, 1, 2, 3, 4, 5, 6),
+            date(2024, 1, 1),
+        ),
+    ),
+    _to_decimal: (_decimal_float, ("19.90", " -0.1 ", 3, 0.1, Decimal("1e-7"), "1234567890.12")),
+}
+"""Converters that have a one-step driver form, with the samples that must agree."""

@@ -19,10 +19,12 @@ from dovetail.mapping.jsonata import compile_expression
 from dovetail.plugins.spec import ComponentConfig, ComponentSpec
 
 if TYPE_CHECKING:
+    from sqlalchemy import Table
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from dovetail.connectors.sql.rows import RowBuilder
-    from dovetail.connectors.sql.writer import TableWriter
+    from dovetail.connectors.sql.sqlite import SqliteDatabase
+    from dovetail.connectors.sql.writer import RowWriter
 
 _SCHEME = re.compile(r"^(sqlite|postgresql|postgres)(\+[a-z0-9_]+)?://", re.IGNORECASE)
 
@@ -107,12 +109,14 @@ class SqlSink:
         self._schema = schema or None
         self._table = table
         self._engine: AsyncEngine | None = None
+        self._sqlite: SqliteDatabase | None = None
         self._rows: RowBuilder | None = None
-        self._writer: TableWriter | None = None
+        self._writer: RowWriter | None = None
         self._prepare_lock = asyncio.Lock()
 
     async def open(self) -> None:
-        """Create the engine, run ``init_sql`` and inspect the table.
+        """Create the engine (SQLite: its connection thread), run ``init_sql`` and inspect
+        the table.
 
         Raises ``PermanentError`` when the table is missing or does not fit the config. When
         the database cannot be reached the flow still starts: each batch then tries again and
@@ -121,9 +125,14 @@ class SqlSink:
         from dovetail.connectors.sql.engine import create_engine, resolve_url
 
         url = resolve_url(self._config.url, self._project_dir)
-        self._engine = create_engine(
-            url, pool_size=self._config.pool_size, timeout=self._config.timeout
-        )
+        if url.get_backend_name() == "sqlite":
+            from dovetail.connectors.sql.sqlite import SqliteDatabase
+
+            self._sqlite = SqliteDatabase(url, timeout=self._config.timeout)
+        else:
+            self._engine = create_engine(
+                url, pool_size=self._config.pool_size, timeout=self._config.timeout
+            )
         with contextlib.suppress(TransientError):
             await self._prepare()
 
@@ -141,25 +150,23 @@ class SqlSink:
         return results
 
     async def close(self) -> None:
-        """Close every pooled connection."""
+        """Close every connection."""
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None
+        if self._sqlite is not None:
+            await self._sqlite.close()
+            self._sqlite = None
         self._writer = None
 
     async def _prepare(self) -> None:
-        if self._engine is None:
-            raise RuntimeError("the sql sink is not open")
-        from dovetail.connectors.sql.engine import reflect_table, run_script
         from dovetail.connectors.sql.rows import RowBuilder
-        from dovetail.connectors.sql.writer import TableWriter
 
         async with self._prepare_lock:
             if self._writer is not None:
                 return
-            if self._init_sql is not None:
-                await run_script(self._engine, self._init_sql.read_text(encoding="utf-8"))
-            table = await reflect_table(self._engine, self._table, self._schema)
+            script = self._init_sql.read_text(encoding="utf-8") if self._init_sql else None
+            table = await self._inspect(script)
             names = {column.name for column in table.columns}
             wanted = set(self._config.key) | set(self._config.columns or ())
             unknown = sorted(name for name in wanted if name not in names)
@@ -169,17 +176,41 @@ class SqlSink:
                 )
             self._rows = RowBuilder(
                 table,
-                dialect=self._engine.dialect.name,
+                dialect="sqlite" if self._sqlite is not None else self._dialect(),
                 mapping=self._mapping,
                 key=self._config.key if self._config.mode == "upsert" else (),
+                bind_dialect=self._sqlite.dialect if self._sqlite is not None else None,
             )
-            self._writer = TableWriter(
-                self._engine,
-                table,
-                mode=self._config.mode,
-                key=self._config.key,
-                use_copy=self._config.use_copy,
-            )
+            self._writer = self._make_writer(table)
+
+    async def _inspect(self, script: str | None) -> Table:
+        """Run ``init_sql`` (when given), then reflect the target table."""
+        if self._sqlite is not None:
+            if script is not None:
+                await self._sqlite.run_script(script)
+            return await self._sqlite.reflect_table(self._table, self._schema)
+        from dovetail.connectors.sql.engine import reflect_table, run_script
+
+        if self._engine is None:
+            raise RuntimeError("the sql sink is not open")
+        if script is not None:
+            await run_script(self._engine, script)
+        return await reflect_table(self._engine, self._table, self._schema)
+
+    def _dialect(self) -> str:
+        if self._engine is None:
+            raise RuntimeError("the sql sink is not open")
+        return self._engine.dialect.name
+
+    def _make_writer(self, table: Table) -> RowWriter:
+        mode, key = self._config.mode, self._config.key
+        if self._sqlite is not None:
+            return self._sqlite.writer(table, mode=mode, key=key)
+        from dovetail.connectors.sql.writer import TableWriter
+
+        if self._engine is None:
+            raise RuntimeError("the sql sink is not open")
+        return TableWriter(self._engine, table, mode=mode, key=key, use_copy=self._config.use_copy)
 
     async def _write_chunk(
         self, batch: Sequence[Envelope], positions: range, results: list[BaseException | None]

@@ -1,10 +1,11 @@
-"""Writing rows into one table: bulk in one transaction, or row by row to isolate bad rows.
+"""Writing rows into one table through SQLAlchemy: bulk in one transaction, or row by row.
 
 ``TableWriter.write_all`` writes a list of rows in one transaction: on PostgreSQL through
-``COPY`` (see ``copy.py``) unless disabled, elsewhere as one multi-row ``INSERT`` (``ON CONFLICT
+``COPY`` (see ``copy.py``) unless disabled, otherwise as one multi-row ``INSERT`` (``ON CONFLICT
 (key) DO UPDATE`` for upserts) per set of columns. ``write_each`` writes the same rows in one
 transaction with a savepoint per row, so rows the database rejects are reported one by one while
-the others land. Both raise our translated errors (``engine.translate_error``).
+the others land. Both raise our translated errors (``engine.translate_error``). SQLite has its
+own writer on a dedicated thread (``sqlite.py``) with the same two methods.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import operator
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from sqlalchemy import Insert, Table, UniqueConstraint
 from sqlalchemy import types as sqltypes
@@ -24,17 +25,7 @@ from dovetail.errors import MessageError, PermanentError, TransientError
 
 Mode = Literal["insert", "upsert"]
 Row = dict[str, Any]
-_Prepared = tuple[
-    str, Callable[[Row], tuple[Any, ...]], tuple[tuple[int, Callable[[Any], Any]], ...]
-]
-"""SQL text, the picker of parameter values from a row, and (position, type processor) pairs."""
 _MAX_SHAPES = 256
-
-
-def _sqlite_insert(table: Table) -> Any:
-    from sqlalchemy.dialects.sqlite import insert
-
-    return insert(table)
 
 
 def _postgresql_insert(table: Table) -> Any:
@@ -44,10 +35,21 @@ def _postgresql_insert(table: Table) -> Any:
 
 
 _INSERTS: dict[str, Callable[[Table], Any]] = {
-    "sqlite": _sqlite_insert,
     "postgresql": _postgresql_insert,
 }
 """Dialect-specific INSERT constructs that know ``ON CONFLICT`` (MySQL would add its own)."""
+
+
+class RowWriter(Protocol):
+    """What the sink needs from a writer, whatever the database."""
+
+    async def write_all(self, rows: Sequence[Row]) -> None:
+        """All rows in one transaction; ``RowRejected`` when a row's data is refused."""
+        ...
+
+    async def write_each(self, rows: Sequence[Row]) -> list[MessageError | None]:
+        """Each row in its own savepoint of one transaction; per row ``None`` or its error."""
+        ...
 
 
 def unique_column_sets(table: Table) -> list[frozenset[str]]:
@@ -65,6 +67,29 @@ def unique_column_sets(table: Table) -> list[frozenset[str]]:
     return found
 
 
+def check_upsert_key(table: Table, mode: Mode, key: Sequence[str]) -> None:
+    """Raise ``PermanentError`` when an upsert ``key`` is not a unique column set of ``table``."""
+    if mode == "upsert" and frozenset(key) not in unique_column_sets(table):
+        raise PermanentError(
+            f"upsert key ({', '.join(key)}) of table {table.name} is not its primary key"
+            " or a unique constraint; ON CONFLICT needs one"
+        )
+
+
+def group_rows(rows: Sequence[Row], key: Sequence[str]) -> dict[tuple[str, ...], list[Row]]:
+    """Rows grouped by their set of columns (one statement each), each group sorted by ``key``
+    when one is given, so that concurrent writers lock rows in the same order."""
+    groups: dict[tuple[str, ...], list[Row]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row), []).append(row)
+    if key:
+        pick = operator.itemgetter(*key)
+        for group in groups.values():
+            with contextlib.suppress(TypeError):  # mixed key types: keep arrival order
+                group.sort(key=pick)
+    return groups
+
+
 class TableWriter:
     """Writes rows into ``table``; one instance per sink, safe for concurrent ``write_*`` calls."""
 
@@ -80,13 +105,7 @@ class TableWriter:
         dialect = engine.dialect.name
         if dialect not in _INSERTS:
             raise PermanentError(f"the sql sink does not support {dialect} yet")
-        if mode == "upsert":
-            wanted = frozenset(key)
-            if wanted not in unique_column_sets(table):
-                raise PermanentError(
-                    f"upsert key ({', '.join(key)}) of table {table.name} is not its primary key"
-                    " or a unique constraint; ON CONFLICT needs one"
-                )
+        check_upsert_key(table, mode, key)
         self._engine = engine
         self._table = table
         self._mode = mode
@@ -94,8 +113,6 @@ class TableWriter:
         self._copy = use_copy and dialect == "postgresql"
         self._insert = _INSERTS[dialect]
         self._statements: dict[tuple[str, ...], Insert] = {}
-        self._prepared: dict[tuple[str, ...], _Prepared] = {}
-        self._driver_sql = dialect == "sqlite"
         self._json_columns = frozenset(
             column.name for column in table.columns if isinstance(column.type, sqltypes.JSON)
         )
@@ -104,7 +121,7 @@ class TableWriter:
     async def write_all(self, rows: Sequence[Row]) -> None:
         """Write every row in one transaction. Raises ``RowRejected`` when some row's data is
         refused (nothing is written), ``TransientError`` or ``PermanentError`` otherwise."""
-        groups = self._group(rows)
+        groups = group_rows(rows, self._key)
         try:
             if self._copy:
                 await self._copy_all(groups)
@@ -141,55 +158,11 @@ class TableWriter:
             raise translate_error(exc) from exc
         return [rejected.get(position) for position in range(len(rows))]
 
-    def _group(self, rows: Sequence[Row]) -> dict[tuple[str, ...], list[Row]]:
-        groups: dict[tuple[str, ...], list[Row]] = {}
-        for row in rows:
-            groups.setdefault(tuple(row), []).append(row)
-        if self._key:
-            key = operator.itemgetter(*self._key)
-            for group in groups.values():
-                with contextlib.suppress(TypeError):  # mixed key types: keep arrival order
-                    group.sort(key=key)
-        return groups
-
     async def _execute(
         self, connection: AsyncConnection, columns: tuple[str, ...], rows: list[Row]
     ) -> None:
         """One multi-row statement for rows that all have ``columns``."""
-        if not self._driver_sql:
-            await connection.execute(self._statement(columns), rows)
-            return
-        # SQLite: the statement SQLAlchemy compiled, run with driver-level parameters; saves
-        # SQLAlchemy's per-row parameter handling, applying the same type processors.
-        prepared = self._prepared.get(columns)
-        if prepared is None:
-            prepared = self._prepare(columns)
-        sql, pick, processors = prepared
-        parameters: list[tuple[Any, ...]] = []
-        for row in rows:
-            values = list(pick(row))
-            for position, process in processors:
-                if values[position] is not None:
-                    values[position] = process(values[position])
-            parameters.append(tuple(values))
-        await connection.exec_driver_sql(sql, parameters)
-
-    def _prepare(self, columns: tuple[str, ...]) -> _Prepared:
-        dialect = self._engine.dialect
-        compiled = self._statement(columns).compile(dialect=dialect, column_keys=list(columns))
-        names = list(compiled.positiontup or ())
-        processors = []
-        for position, name in enumerate(names):
-            bind_type = compiled.binds[name].type
-            process = bind_type.dialect_impl(dialect).bind_processor(dialect)
-            if process is not None:
-                processors.append((position, process))
-        single = operator.itemgetter(*names)
-        pick = single if len(names) > 1 else lambda row: (single(row),)
-        prepared = (str(compiled), pick, tuple(processors))
-        if len(self._prepared) < _MAX_SHAPES:
-            self._prepared[columns] = prepared
-        return prepared
+        await connection.execute(self._statement(columns), rows)
 
     def _statement(self, columns: tuple[str, ...]) -> Insert:
         statement = self._statements.get(columns)

@@ -1,0 +1,69 @@
+"""The SQLite store's schema: the tables of ``schema.py``, created and versioned in SQLite.
+
+The DDL is what SQLAlchemy compiles for those tables, so a store file is the same whichever
+release created it. An up-to-date store is only read when opened: opening never waits for
+another process's write lock (``dovetail dlq list`` while ``dovetail run`` writes).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import sqlalchemy as sa
+
+from dovetail.errors import StoreError
+from dovetail.store import schema as t
+from dovetail.store.sqlite_thread import in_transaction
+
+
+def migrate(connection: sqlite3.Connection) -> None:
+    """Create the schema version table, then every table of the versions not applied yet;
+    raises ``StoreError`` for a store newer than this release."""
+    newest = max(version for version, _ in t.MIGRATIONS)
+    if _schema_version(connection) == newest:
+        return
+
+    def apply(connection: sqlite3.Connection) -> None:
+        connection.execute(_ddl(t.schema_version)[0])
+        current = _schema_version(connection) or 0
+        for version, tables in t.MIGRATIONS:
+            if version <= current:
+                continue
+            for table in tables:
+                for statement in _ddl(table):
+                    connection.execute(statement)
+            connection.execute(
+                "INSERT INTO dovetail_schema_version (version, applied_at) VALUES (?, ?)",
+                (version, time.time()),
+            )
+
+    in_transaction(connection, apply)
+
+
+def _schema_version(connection: sqlite3.Connection) -> int | None:
+    """The store's schema version; ``None`` before the version table exists. Raises
+    ``StoreError`` for a version newer than this release knows."""
+    exists = connection.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dovetail_schema_version'"
+    ).fetchone()
+    if exists is None:
+        return None
+    row = connection.execute("SELECT max(version) FROM dovetail_schema_version").fetchone()
+    current = int(row[0] or 0)
+    newest = max(version for version, _ in t.MIGRATIONS)
+    if current > newest:
+        raise StoreError(f"store schema version {current} is newer than this release")
+    return current
+
+
+def _ddl(table: sa.Table) -> list[str]:
+    """``CREATE TABLE/INDEX IF NOT EXISTS`` for ``table`` as SQLAlchemy compiles it for SQLite."""
+    from sqlalchemy.dialects import sqlite
+    from sqlalchemy.schema import CreateIndex, CreateTable
+
+    dialect = sqlite.dialect()
+    statements = [str(CreateTable(table, if_not_exists=True).compile(dialect=dialect))]
+    for index in sorted(table.indexes, key=lambda index: str(index.name)):
+        statements.append(str(CreateIndex(index, if_not_exists=True).compile(dialect=dialect)))
+    return statements
