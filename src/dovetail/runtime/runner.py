@@ -243,7 +243,7 @@ class FlowRunner:
 
         claimed = await self._claim_keys(live)
         try:
-            await self._carry(batch, live, dead, settled, record)
+            await self._carry(live, dead, settled, record)
         finally:
             released = [self._claims.pop(key) for key in claimed]
             if released:
@@ -278,7 +278,6 @@ class FlowRunner:
 
     async def _carry(
         self,
-        batch: Sequence[Envelope],
         live: list[Envelope],
         dead: list[Envelope],
         settled: list[Envelope],
