@@ -66,9 +66,8 @@ def test_the_file_has_the_tables_sqlalchemy_defines_and_is_in_wal_mode(tmp_path:
     connection = sqlite3.connect(tmp_path / "new" / "state.db")
     try:
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert connection.execute("SELECT version FROM dovetail_schema_version").fetchall() == [
-            (1,)
-        ]
+        versions = connection.execute("SELECT version FROM dovetail_schema_version").fetchall()
+        assert versions == [(version,) for version, _ in schema.MIGRATIONS]
     finally:
         connection.close()
 

@@ -13,6 +13,7 @@ from dovetail.store.base import (
     DeadLetterQuery,
     Delivery,
     JournalEvent,
+    ParkedMessage,
     Store,
 )
 
@@ -172,5 +173,120 @@ def test_a_limited_listing_keeps_the_newest(store_factory: StoreFactory) -> None
         assert [d.id for d in newest] == ids[-2:]
         oldest = await store.dead_letters(DeadLetterQuery(limit=2))
         assert [d.id for d in oldest] == ids[:2]
+
+    run(store_factory, scenario)
+
+
+def _parked(**overrides: object) -> ParkedMessage:
+    fields: dict[str, object] = {
+        "flow": "orders",
+        "flow_version": "1.0.0",
+        "sink": "erp",
+        "message_id": "m-1",
+        "correlation_id": "c-1",
+        "attempt": 2,
+        "payload": {"order_id": "A-1", "total": "9.50"},
+        "original": {"order_id": "A-1", "total": 9.5},
+        "next_attempt_at": datetime.now(UTC) - timedelta(seconds=1),
+        "reason": "HTTP 429 from partner",
+        "error_class": "RateLimited",
+        "headers": {"idempotency-key": "A-1"},
+        "idempotency_key": "A-1",
+    }
+    fields.update(overrides)
+    return ParkedMessage(**fields)  # type: ignore[arg-type]
+
+
+def test_parked_messages_are_claimed_when_due_and_leased(store_factory: StoreFactory) -> None:
+    async def scenario(store: Store) -> None:
+        later = datetime.now(UTC) + timedelta(hours=1)
+        await store.settle_batch(
+            BatchRecord(
+                flow="orders",
+                parked=[
+                    _parked(),
+                    _parked(message_id="m-2", idempotency_key="B", next_attempt_at=later),
+                    _parked(flow="other", message_id="m-3"),
+                ],
+            )
+        )
+        assert await store.parked_count("orders") == 2
+        assert await store.parked_count() == 3
+        claimed = await store.claim_parked("orders", datetime.now(UTC), 60.0, 10)
+        assert [m.message_id for m in claimed] == ["m-1"]
+        message = claimed[0]
+        assert message.payload == {"order_id": "A-1", "total": "9.50"}
+        assert message.original == {"order_id": "A-1", "total": 9.5}
+        assert message.attempt == 2
+        assert message.history[0]["reason"] == "HTTP 429 from partner"
+        # leased: not claimable again until the lease runs out
+        assert await store.claim_parked("orders", datetime.now(UTC), 60.0, 10) == []
+        soon = datetime.now(UTC) + timedelta(seconds=61)
+        assert [m.message_id for m in await store.claim_parked("orders", soon, 60.0, 10)] == ["m-1"]
+
+    run(store_factory, scenario)
+
+
+def test_only_the_oldest_parked_message_of_a_key_is_due(store_factory: StoreFactory) -> None:
+    async def scenario(store: Store) -> None:
+        later = datetime.now(UTC) + timedelta(hours=1)
+        await store.settle_batch(
+            BatchRecord(
+                flow="orders",
+                parked=[
+                    _parked(message_id="k1-a", ordering_key="K1", next_attempt_at=later),
+                    _parked(message_id="k1-b", ordering_key="K1", idempotency_key="x"),
+                    _parked(message_id="k2-a", ordering_key="K2", idempotency_key="y"),
+                    _parked(message_id="k2-other-sink", sink="wms", ordering_key="K1"),
+                    _parked(message_id="dup-b", idempotency_key="y"),
+                ],
+            )
+        )
+        claimed = await store.claim_parked("orders", datetime.now(UTC), 60.0, 10)
+        assert [m.message_id for m in claimed] == ["k2-a", "k2-other-sink"]
+        held_order, held_keys = await store.parked_blocking(
+            "orders", "erp", ["K1", "K9"], ["x", "y", "z"]
+        )
+        assert held_order == {"K1"}
+        assert held_keys == {"x", "y"}
+
+    run(store_factory, scenario)
+
+
+def test_parked_messages_are_updated_and_removed_in_the_settlement(
+    store_factory: StoreFactory,
+) -> None:
+    async def scenario(store: Store) -> None:
+        await store.settle_batch(
+            BatchRecord(flow="orders", parked=[_parked(), _parked(message_id="m-2")])
+        )
+        first, second = await store.parked("orders")
+        again = datetime.now(UTC) + timedelta(minutes=5)
+        first.attempt = 3
+        first.reason = "HTTP 503 from partner"
+        first.next_attempt_at = again
+        await store.settle_batch(
+            BatchRecord(flow="orders", parked=[first], unparked=[second.id or 0])
+        )
+        (left,) = await store.parked("orders")
+        assert left.id == first.id
+        assert left.attempt == 3
+        assert abs((left.next_attempt_at - again).total_seconds()) < 0.01
+        assert [h["reason"] for h in left.history] == [
+            "HTTP 429 from partner",
+            "HTTP 503 from partner",
+        ]
+
+    run(store_factory, scenario)
+
+
+def test_a_dead_letter_keeps_the_history_it_is_given(store_factory: StoreFactory) -> None:
+    async def scenario(store: Store) -> None:
+        earlier = {"at": 1.0, "reason": "HTTP 429", "attempt": 1}
+        letter = _letter(history=[earlier])
+        await store.settle_batch(BatchRecord(flow="orders", dead_letters=[letter]))
+        (stored,) = await store.dead_letters(DeadLetterQuery(flow="orders"))
+        assert stored.history[0] == earlier
+        assert stored.history[1]["reason"] == letter.reason
 
     run(store_factory, scenario)

@@ -18,7 +18,7 @@ import typer
 
 from dovetail.api import open_store, replay_async
 from dovetail.cli import exit_codes
-from dovetail.cli.commands.dlq import letter_view, mask_for, parse_time
+from dovetail.cli.commands.dlq import letter_view, mask_for, parked_view, parse_time
 from dovetail.cli.commands.flowtest import run_cases, write_junit
 from dovetail.cli.commands.project import current_project, load_flows
 from dovetail.cli.commands.run import (
@@ -251,6 +251,38 @@ def dlq_discard(ids: Annotated[list[int], typer.Argument(help="Dead-letter ids."
         _with_store, project, lambda store: store.set_dead_letter_status(ids, "discarded")
     )
     console.print(f"discarded {count} dead letter(s)")
+
+
+@dlq_app.command("parked")
+def dlq_parked(
+    flow: Annotated[str | None, typer.Option(help="Only this flow.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 200,
+    as_json: JsonOpt = False,
+) -> None:
+    """List messages parked for a later retry (oldest first), with their next attempt."""
+    project = current_project()
+    messages = anyio.run(_with_store, project, lambda store: store.parked(flow, limit))
+    views = [parked_view(message) for message in messages]
+    if as_json:
+        print_json(views)
+        return
+    table(
+        None,
+        ["id", "flow", "sink", "reason", "attempt", "next attempt", "ordering key"],
+        [
+            [
+                v["id"],
+                v["flow"],
+                v["sink"],
+                v["reason"],
+                v["attempt"],
+                v["next_attempt_at"],
+                v["ordering_key"],
+            ]
+            for v in views
+        ],
+    )
+    console.print(f"{len(views)} parked message(s)")
 
 
 @app.command()

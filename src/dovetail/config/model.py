@@ -35,6 +35,10 @@ class RetrySpec(Section):
     """The backoff bound never grows beyond this."""
     multiplier: float = Field(default=2.0, ge=1.0, le=10.0)
     """Growth of the bound per attempt."""
+    park_after: Duration | None = 10.0
+    """Waits longer than this (a long backoff, a partner's ``Retry-After``) are parked in the
+    store with their ``next_attempt_at``: the message is settled upstream, its worker moves on,
+    and the flow's retry pump sends it again when it is due. ``null``: always wait in place."""
 
 
 class CircuitSpec(Section):

@@ -62,6 +62,7 @@ class Envelope:
     routes: tuple[str, ...] | None = None
     failure: Failure | None = None
     dead_letter_id: int | None = None
+    parked_id: int | None = None
 
     def derive(self, payload: Payload) -> Envelope:
         """A child message (split): same correlation id and source, its own id; shares the ack."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import anyio
 from aiolimiter import AsyncLimiter
@@ -22,6 +23,7 @@ from dovetail.core.envelope import Envelope
 from dovetail.core.steps import mark_failed
 from dovetail.delivery.circuit import CircuitBreaker
 from dovetail.delivery.clock import Clock, SystemClock
+from dovetail.delivery.parking import Parked, ParkingLot
 from dovetail.delivery.retry import RetryPolicy
 from dovetail.errors import TransientError
 from dovetail.store.base import Store
@@ -37,6 +39,8 @@ class DeliveryResult:
     delivered: list[Envelope] = field(default_factory=list)
     duplicates: list[Envelope] = field(default_factory=list)
     failed: list[Envelope] = field(default_factory=list)
+    parked: list[Parked] = field(default_factory=list)
+    """Messages whose next wait is long: parked in the store until their due time."""
     retries: int = 0
     seconds: float = 0.0
 
@@ -56,8 +60,10 @@ class SinkDelivery:
         clock: Clock | None = None,
         breaker: CircuitBreaker | None = None,
         ordered: bool = False,
+        parking: ParkingLot | None = None,
     ) -> None:
         self.name = name
+        self.parking = parking
         self.breaker = breaker
         self.ordered = ordered
         self.sink = sink
@@ -76,13 +82,21 @@ class SinkDelivery:
     def step_name(self) -> str:
         return f"sink:{self.name}"
 
-    async def deliver(self, batch: Sequence[Envelope]) -> DeliveryResult:
-        """Deliver ``batch``; see the module docstring for the contract."""
+    async def deliver(self, batch: Sequence[Envelope], *, redrive: bool = False) -> DeliveryResult:
+        """Deliver ``batch``; see the module docstring for the contract.
+
+        ``redrive``: the batch is parked messages taken by the retry pump; they continue their
+        attempt count and are not queued behind themselves.
+        """
         started = time.perf_counter()
         result = DeliveryResult()
         followers: dict[str, list[Envelope]] = {}
         pending = await self._skip_delivered(batch, result, followers)
         tries: dict[int, int] = {}
+        if redrive:
+            tries = {id(e): e.attempt for e in pending}
+        elif self.parking is not None and pending:
+            pending = await self._queue_behind_parked(pending, result)
         while pending:
             probe = False
             if self.breaker is not None:
@@ -116,16 +130,42 @@ class SinkDelivery:
             pending = [e for e in pending if id(e) in retry or id(e) not in sent]
             if retry:
                 result.retries += len(retry)
+                wait = 0.0
+                if self.breaker is None or self.breaker.state != "open":
+                    worst = max(tries[i] for i in retry)
+                    wait = self.policy.backoff(worst, retry_after)
+                if self.parking is not None and wait > self.parking.park_after:
+                    self._park(pending, wait, result)
+                    break
                 for envelope in pending:
                     if id(envelope) in retry:
                         envelope.failure = None
-                if self.breaker is None or self.breaker.state != "open":
-                    worst = max(tries[i] for i in retry)
-                    await self.clock.sleep(self.policy.backoff(worst, retry_after))
+                if wait > 0.0:
+                    await self.clock.sleep(wait)
         if followers:
             self._settle_followers(result, followers)
+        if result.parked and self.parking is not None:
+            self.parking.parking(len(result.parked))
         result.seconds = time.perf_counter() - started
         return result
+
+    def _park(self, pending: list[Envelope], wait: float, result: DeliveryResult) -> None:
+        """Park every pending message until ``wait`` seconds from now: the failed ones with
+        their failure, the ones queued behind them (ordering) without."""
+        due = datetime.now(UTC) + timedelta(seconds=wait)
+        result.parked.extend(Parked(envelope, due) for envelope in pending)
+
+    async def _queue_behind_parked(
+        self, pending: list[Envelope], result: DeliveryResult
+    ) -> list[Envelope]:
+        """Park at once (due now) the messages whose key has a message parked at this sink."""
+        assert self.parking is not None
+        blocked = await self.parking.blocked(self.name, pending)
+        if not blocked:
+            return pending
+        now = datetime.now(UTC)
+        result.parked.extend(Parked(pending[i], now) for i in sorted(blocked))
+        return [e for i, e in enumerate(pending) if i not in blocked]
 
     def _sendable(self, pending: list[Envelope], probe: bool) -> list[Envelope]:
         """What to send this round: one message when probing a half-open circuit; with
@@ -155,6 +195,9 @@ class SinkDelivery:
                 follower.failure = leader.failure
                 follower.attempt = leader.attempt
                 result.failed.append(follower)
+        for parked in list(result.parked):  # they queue behind their leader in the store
+            for follower in followers.pop(parked.envelope.headers.get(IDEMPOTENCY_HEADER, ""), []):
+                result.parked.append(Parked(follower, parked.due))
 
     async def _skip_delivered(
         self,

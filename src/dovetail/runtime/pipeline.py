@@ -9,6 +9,7 @@ from dovetail.config.model import Flow
 from dovetail.core.component import BuildContext, Sink, Source, Step
 from dovetail.delivery.circuit import CircuitBreaker
 from dovetail.delivery.clock import Clock
+from dovetail.delivery.parking import ParkingLot
 from dovetail.delivery.retry import RetryPolicy
 from dovetail.delivery.sink_delivery import SinkDelivery
 from dovetail.mapping.jsonata import Expression, compile_expression
@@ -26,6 +27,8 @@ class Pipeline:
     idempotency_key: Expression | None
     context: BuildContext
     ordering_key: Expression | None = None
+    parking: ParkingLot | None = None
+    """Where long retry waits are parked; ``None`` without a store or with ``park_after: null``."""
     extra_components: list[Any] = field(default_factory=list)
 
     async def open(self) -> None:
@@ -82,6 +85,9 @@ def build_pipeline(
     policy = RetryPolicy(
         attempts=retry.attempts, initial=retry.initial, max=retry.max, multiplier=retry.multiplier
     )
+    parking = None
+    if store is not None and retry.park_after is not None:
+        parking = ParkingLot(store, flow.name, retry.park_after)
     deliveries: dict[str, SinkDelivery] = {}
     for name, ref in flow.sinks.items():
         sink = sinks[name] if sinks and name in sinks else ref.spec.factory(ref.config, context)
@@ -95,6 +101,7 @@ def build_pipeline(
             clock=clock,
             breaker=_breaker(flow),
             ordered=flow.spec.delivery.ordering is not None,
+            parking=parking,
         )
     key = flow.spec.delivery.idempotency_key
     ordering = flow.spec.delivery.ordering
@@ -105,6 +112,7 @@ def build_pipeline(
         sinks=deliveries,
         idempotency_key=compile_expression(key) if key else None,
         ordering_key=compile_expression(ordering.key) if ordering else None,
+        parking=parking,
         context=context,
     )
 

@@ -36,14 +36,16 @@ import anyio
 import structlog
 from anyio.abc import ObjectReceiveStream
 
+from dovetail.core.ack import Settlement
 from dovetail.core.component import StepOutcome
-from dovetail.core.envelope import Envelope
+from dovetail.core.envelope import Envelope, SourcePosition
 from dovetail.core.steps import mark_failed
 from dovetail.delivery.dead_letter import dead_letter_from
+from dovetail.delivery.parking import LEASE_SECONDS, POLL_SECONDS, parked_message
 from dovetail.delivery.sink_delivery import IDEMPOTENCY_HEADER, ORDERING_HEADER, DeliveryResult
 from dovetail.errors import DovetailError, PermanentError
 from dovetail.runtime.pipeline import Pipeline
-from dovetail.store.base import BatchRecord, Delivery, JournalEvent
+from dovetail.store.base import BatchRecord, Delivery, JournalEvent, ParkedMessage
 
 log = structlog.get_logger("dovetail.runner")
 
@@ -63,6 +65,10 @@ class RunSummary:
     filtered: int = 0
     dead_lettered: int = 0
     retries: int = 0
+    parked: int = 0
+    """Messages parked in the store for a later attempt (a long backoff or Retry-After)."""
+    redriven: int = 0
+    """Parked messages the retry pump sent again."""
     reasons: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
 
@@ -79,6 +85,8 @@ class RunSummary:
             "filtered": self.filtered,
             "dead_lettered": self.dead_lettered,
             "retries": self.retries,
+            "parked": self.parked,
+            "redriven": self.redriven,
             "dead_letter_reasons": dict(self.reasons),
             "seconds": round(self.seconds, 3),
         }
@@ -110,6 +118,8 @@ class FlowRunner:
         self._sink_names = tuple(pipeline.sinks)
         self._claims: dict[str, anyio.Event] = {}
         self._work_scope: anyio.CancelScope | None = None
+        self._pump_scope: anyio.CancelScope | None = None
+        self._parked_entries: dict[int, ParkedMessage] = {}
 
     def stop(self) -> None:
         """Stop reading; batches already read are finished, settled and committed (drain).
@@ -120,6 +130,8 @@ class FlowRunner:
         self._stop_requested = True
         if self._source_scope is not None:
             self._source_scope.cancel()
+        if self._pump_scope is not None:
+            self._pump_scope.cancel()
         if self._work_scope is not None:
             self._work_scope.deadline = min(
                 self._work_scope.deadline,
@@ -159,12 +171,16 @@ class FlowRunner:
                 finally:
                     for send in senders:
                         send.close()
+                    if self._pump_scope is not None:
+                        self._pump_scope.cancel()
 
             try:
                 with anyio.CancelScope() as work_scope:
                     self._work_scope = work_scope
                     async with anyio.create_task_group() as group:
                         group.start_soon(read)
+                        if self.pipeline.parking is not None and not self.pipeline.context.once:
+                            group.start_soon(self._pump_loop)
                         if len(streams) == 1:  # any worker takes the next batch
                             for _ in range(lanes):
                                 group.start_soon(self._work, streams[0][1].clone())
@@ -178,6 +194,8 @@ class FlowRunner:
                 log.warning(
                     "drain deadline passed; unfinished messages stay unacked", flow=self.flow.name
                 )
+            elif self.pipeline.context.once and not self._stop_requested:
+                await self.pump_due()
             await self.pipeline.source.commit()
         finally:
             self.summary.seconds = time.perf_counter() - started
@@ -297,11 +315,25 @@ class FlowRunner:
             live = outcome.passed
 
         per_sink = self._route(live, record, settled)
+        await self._deliver_all(per_sink, record, settled, dead, redrive=False)
+        await self._settle(record, dead, settled)
+
+    async def _deliver_all(
+        self,
+        per_sink: dict[str, list[Envelope]],
+        record: BatchRecord,
+        settled: list[Envelope],
+        dead: list[Envelope],
+        *,
+        redrive: bool,
+    ) -> None:
+        """Deliver each sink's share at once and record what happened to every message."""
+        summary = self.summary
         results: dict[str, DeliveryResult] = {}
         if per_sink:
             async with anyio.create_task_group() as group:
                 for name, share in per_sink.items():
-                    group.start_soon(self._deliver, name, share, results)
+                    group.start_soon(self._deliver, name, share, results, redrive)
         for name, result in results.items():
             summary.retries += result.retries
             summary.duplicates += len(result.duplicates)
@@ -315,25 +347,127 @@ class FlowRunner:
                 )
             for envelope in result.duplicates:
                 self._journal(record, envelope, "duplicate_skipped", f"sink:{name}")
+            for envelope in (*result.delivered, *result.duplicates, *result.failed):
+                if envelope.parked_id is not None:
+                    record.unparked.append(envelope.parked_id)
+            for parked in result.parked:
+                self._park(record, name, parked.envelope, parked.due)
+            summary.parked += len(result.parked)
             settled.extend(result.delivered)
             settled.extend(result.duplicates)
+            settled.extend(p.envelope for p in result.parked)
             dead.extend(result.failed)
 
+    def _park(self, record: BatchRecord, sink: str, envelope: Envelope, due: datetime) -> None:
+        previous = (
+            None if envelope.parked_id is None else self._parked_entries.get(envelope.parked_id)
+        )
+        message = parked_message(
+            envelope,
+            flow=self.flow.name,
+            flow_version=self.flow.version,
+            sink=sink,
+            due=due,
+            previous=previous,
+        )
+        record.parked.append(message)
+        self._journal(
+            record,
+            envelope,
+            "parked",
+            f"sink:{sink}",
+            {
+                "attempt": message.attempt,
+                "next_attempt_at": due.isoformat(),
+                "reason": message.reason,
+            },
+        )
+
+    async def _settle(
+        self, record: BatchRecord, dead: list[Envelope], settled: list[Envelope]
+    ) -> None:
+        """Dead-letter the failed, then write the batch's settlement in one transaction."""
         halted = self._dead_letter(dead, record)
         if halted is None:
             settled.extend(dead)
         failed_again = {d.id for d in record.dead_letters if d.id is not None}
         record.replayed = sorted(
-            {e.dead_letter_id for e in settled if e.dead_letter_id is not None} - failed_again
+            {e.dead_letter_id for e in settled if e.dead_letter_id is not None}
+            - failed_again
+            - {p.dead_letter_id for p in record.parked}
         )
+        if halted is not None:  # a failed parked message stays parked (the flow stops)
+            kept = {e.parked_id for e in dead}
+            record.unparked = [i for i in record.unparked if i not in kept]
         if self.store is not None:
             await self.store.settle_batch(record)
+            if self.pipeline.parking is not None and record.parked:
+                self.pipeline.parking.committed(len(record.parked))
         if halted is not None:
             # what was delivered is recorded above; the failed messages stay unacked
             for envelope in settled:
                 await envelope.settlement.settle()
             settled.clear()
             raise halted
+
+    async def _pump_loop(self) -> None:
+        """While the flow runs, send parked messages again when they are due."""
+        with anyio.CancelScope() as scope:
+            self._pump_scope = scope
+            while True:
+                await self.pump_due()
+                await anyio.sleep(POLL_SECONDS)
+
+    async def pump_due(self) -> int:
+        """Send every parked message that is due (oldest first, one per key at a time) to the
+        sink that failed it; returns how many were taken."""
+        lot = self.pipeline.parking
+        if lot is None or self.store is None:
+            return 0
+        taken = 0
+        batch_size = self.flow.spec.runtime.batch_size
+        while True:
+            claimed = await self.store.claim_parked(
+                self.flow.name, datetime.now(UTC), LEASE_SECONDS, batch_size
+            )
+            if not claimed:
+                await lot.refresh()
+                return taken
+            taken += len(claimed)
+            self.summary.redriven += len(claimed)
+            await self._redrive(claimed)
+
+    async def _redrive(self, claimed: list[ParkedMessage]) -> None:
+        """Deliver claimed parked messages to their sinks and settle the outcome."""
+        record = BatchRecord(flow=self.flow.name)
+        settled: list[Envelope] = []
+        dead: list[Envelope] = []
+        per_sink: dict[str, list[Envelope]] = {}
+        live: list[Envelope] = []
+        for message in claimed:
+            envelope = _envelope_of(message)
+            if message.sink not in self.pipeline.sinks:
+                reason = f"parked for sink {message.sink!r}, which the flow no longer has"
+                mark_failed(envelope, f"sink:{message.sink}", PermanentError(reason))
+                dead.append(envelope)
+                if message.id is not None:
+                    record.unparked.append(message.id)
+            else:
+                per_sink.setdefault(message.sink, []).append(envelope)
+                live.append(envelope)
+            assert message.id is not None
+            self._parked_entries[message.id] = message
+        claimed_keys = await self._claim_keys(live)
+        try:
+            await self._deliver_all(per_sink, record, settled, dead, redrive=True)
+            await self._settle(record, dead, settled)
+        finally:
+            for message in claimed:
+                if message.id is not None:
+                    self._parked_entries.pop(message.id, None)
+            released = [self._claims.pop(key) for key in claimed_keys]
+            if released:
+                released[0].set()
 
     def _stamp_key(self, envelope: Envelope) -> bool:
         """Evaluate the idempotency key on the input message; False when it cannot be."""
@@ -387,9 +521,13 @@ class FlowRunner:
         return per_sink
 
     async def _deliver(
-        self, name: str, share: list[Envelope], results: dict[str, DeliveryResult]
+        self,
+        name: str,
+        share: list[Envelope],
+        results: dict[str, DeliveryResult],
+        redrive: bool = False,
     ) -> None:
-        results[name] = await self.pipeline.sinks[name].deliver(share)
+        results[name] = await self.pipeline.sinks[name].deliver(share, redrive=redrive)
 
     def _dead_letter(self, dead: list[Envelope], record: BatchRecord) -> FlowHalted | None:
         """Add dead letters to the batch record; with ``dead_letter: false``, the halt."""
@@ -407,6 +545,10 @@ class FlowRunner:
             failure = envelope.failure
             assert failure is not None
             letter = dead_letter_from(envelope, spec.flow, spec.version)
+            if envelope.parked_id is not None and envelope.parked_id in self._parked_entries:
+                parked = self._parked_entries[envelope.parked_id]
+                letter.history = list(parked.history)
+                letter.first_failed_at = parked.first_failed_at
             if failure.step.startswith("sink:"):
                 letter.headers["x-dovetail-replay-sink"] = failure.step[len("sink:") :]
             record.dead_letters.append(letter)
@@ -451,3 +593,29 @@ class FlowRunner:
                 detail=info or None,
             )
         )
+
+
+def _envelope_of(message: ParkedMessage) -> Envelope:
+    """The envelope that re-sends a parked message to its sink (the steps already ran)."""
+    position = None
+    if message.source_position:
+        raw = message.source_position
+        position = SourcePosition(
+            kind=str(raw.get("kind", "parked")),
+            ref=str(raw.get("ref", "")),
+            offset=raw.get("offset"),
+            line=raw.get("line"),
+        )
+    return Envelope(
+        payload=message.payload,
+        settlement=Settlement(),
+        id=message.message_id,
+        correlation_id=message.correlation_id,
+        headers=dict(message.headers),
+        position=position,
+        attempt=message.attempt,
+        original=message.original,
+        routes=(message.sink,),
+        dead_letter_id=message.dead_letter_id,
+        parked_id=message.id,
+    )

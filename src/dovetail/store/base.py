@@ -70,6 +70,42 @@ class Delivery:
 
 
 @dataclass(slots=True)
+class ParkedMessage:
+    """A message waiting in the store for its next delivery attempt at one sink.
+
+    A transient failure whose backoff is longer than ``delivery.retry.park_after`` is parked
+    instead of waited for in place: the message is settled upstream (it is durable here), its
+    worker moves on, and the flow's retry pump re-sends it to ``sink`` at ``next_attempt_at``.
+    ``payload`` is what the sink is sent (the steps already ran); ``original`` is the source's
+    message, kept for the dead letter if the retries run out. Messages sharing an ordering key
+    or an idempotency key at a sink are re-sent one at a time, oldest first.
+    """
+
+    flow: str
+    flow_version: str
+    sink: str
+    message_id: str
+    correlation_id: str
+    attempt: int
+    payload: Any
+    original: Any
+    next_attempt_at: datetime
+    reason: str
+    error_class: str
+    headers: dict[str, str] = field(default_factory=dict)
+    ordering_key: str | None = None
+    idempotency_key: str | None = None
+    source_position: dict[str, Any] | None = None
+    detail: str | None = None
+    dead_letter_id: int | None = None
+    """Set when the parked message is a replay of this dead letter."""
+    id: int | None = None
+    first_failed_at: datetime | None = None
+    last_failed_at: datetime | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class BatchRecord:
     """Everything one batch settles, written in one transaction."""
 
@@ -79,6 +115,10 @@ class BatchRecord:
     journal: list[JournalEvent] = field(default_factory=list)
     replayed: list[int] = field(default_factory=list)
     """Dead-letter ids whose replay was delivered or filtered: marked ``replayed``."""
+    parked: list[ParkedMessage] = field(default_factory=list)
+    """Messages to park (``id`` None) or to park again (``id`` set: next attempt updated)."""
+    unparked: list[int] = field(default_factory=list)
+    """Parked entries resolved in this batch (delivered, duplicate or dead-lettered): removed."""
 
 
 @dataclass(slots=True)
@@ -137,6 +177,31 @@ class Store(Protocol):
     async def set_dead_letter_status(self, ids: list[int], status: str) -> int: ...
 
     async def journal_for(self, message_or_correlation_id: str) -> list[JournalEvent]: ...
+
+    async def claim_parked(
+        self, flow: str, now: datetime, lease: float, limit: int
+    ) -> list[ParkedMessage]:
+        """Parked messages of ``flow`` due at ``now`` and first in line for their ordering and
+        idempotency keys, oldest first; each is leased (its next attempt moved ``lease``
+        seconds on) so another process does not take it too."""
+        ...
+
+    async def parked_blocking(
+        self, flow: str, sink: str, ordering_keys: list[str], idempotency_keys: list[str]
+    ) -> tuple[set[str], set[str]]:
+        """Which of these ordering keys and idempotency keys have a parked message at ``sink``:
+        a new message with one of them must queue behind it."""
+        ...
+
+    async def parked(
+        self, flow: str | None = None, limit: int | None = None
+    ) -> list[ParkedMessage]:
+        """Parked messages (of one flow or all), oldest first."""
+        ...
+
+    async def parked_count(self, flow: str | None = None) -> int:
+        """How many messages are parked (of one flow or all)."""
+        ...
 
     async def forget_deliveries(self, older_than: datetime) -> int:
         """Drop idempotency keys delivered before ``older_than``; returns how many."""

@@ -81,7 +81,37 @@ journal = sa.Table(
     sa.Column("detail", sa.Text, nullable=True),
 )
 
+parked = sa.Table(
+    "dovetail_parked",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("flow", sa.String(200), nullable=False),
+    sa.Column("flow_version", sa.String(50), nullable=False),
+    sa.Column("sink", sa.String(200), nullable=False),
+    sa.Column("message_id", sa.String(64), nullable=False),
+    sa.Column("correlation_id", sa.String(128), nullable=False, index=True),
+    sa.Column("ordering_key", sa.String(500), nullable=True),
+    sa.Column("idempotency_key", sa.String(500), nullable=True),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Column("original", sa.LargeBinary, nullable=False),
+    sa.Column("headers", sa.Text, nullable=False),
+    sa.Column("source_position", sa.Text, nullable=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("error_class", sa.String(200), nullable=False),
+    sa.Column("detail", sa.Text, nullable=True),
+    sa.Column("dead_letter_id", sa.Integer, nullable=True),
+    sa.Column("next_attempt_at", sa.Float, nullable=False),
+    sa.Column("first_failed_at", sa.Float, nullable=False),
+    sa.Column("last_failed_at", sa.Float, nullable=False),
+    sa.Column("history", sa.Text, nullable=False),
+    sa.Index("ix_dovetail_parked_due", "flow", "next_attempt_at"),
+    sa.Index("ix_dovetail_parked_ordering", "flow", "sink", "ordering_key"),
+    sa.Index("ix_dovetail_parked_idempotency", "flow", "sink", "idempotency_key"),
+)
+
 MIGRATIONS: list[tuple[int, list[sa.Table]]] = [
     (1, [checkpoints, inbox, dead_letters, deliveries, journal]),
+    (2, [parked]),
 ]
 """Schema versions in order, each with the tables it creates. Later versions add DDL here."""

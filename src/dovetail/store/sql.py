@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dovetail.errors import StoreError
+from dovetail.store import parked_sql
 from dovetail.store import schema as t
 from dovetail.store.base import (
     BatchRecord,
@@ -22,44 +23,15 @@ from dovetail.store.base import (
     DeadLetterQuery,
     InboxItem,
     JournalEvent,
+    ParkedMessage,
 )
-
-
-def timestamp(value: float | None) -> datetime | None:
-    """A stored epoch time as an aware UTC datetime (``None`` stays ``None``)."""
-    return None if value is None else datetime.fromtimestamp(value, UTC)
-
-
-def _epoch(value: datetime | None) -> float | None:
-    return None if value is None else value.timestamp()
-
-
-def history_entry(letter: DeadLetter, now: float) -> dict[str, Any]:
-    """One failure of a dead letter as kept in its ``history``."""
-    return {
-        "at": now,
-        "step": letter.step,
-        "reason": letter.reason,
-        "error_class": letter.error_class,
-        "attempt": letter.attempt,
-        "flow_version": letter.flow_version,
-    }
-
-
-def encode_payload(payload: Any) -> bytes:
-    """Serialise a payload for storage: JSON for data, a marker for raw bytes/text."""
-    if isinstance(payload, bytes):
-        return b"b:" + payload
-    return b"j:" + orjson.dumps(payload, default=str)
-
-
-def decode_payload(blob: bytes) -> Any:
-    """Inverse of ``encode_payload``."""
-    if blob.startswith(b"b:"):
-        return blob[2:]
-    if blob.startswith(b"j:"):
-        return orjson.loads(blob[2:])
-    return orjson.loads(blob)
+from dovetail.store.codec import (
+    decode_payload,
+    encode_payload,
+    history_entry,
+    timestamp,
+)
+from dovetail.store.codec import epoch as _epoch
 
 
 class SqlStore:
@@ -231,6 +203,16 @@ class SqlStore:
                     .where(t.dead_letters.c.id.in_(record.replayed))
                     .values(status="replayed")
                 )
+            if record.unparked:
+                await conn.execute(t.parked.delete().where(t.parked.c.id.in_(record.unparked)))
+            parked = [parked_sql.insert_row(m, now) for m in record.parked if m.id is None]
+            if parked:
+                await conn.exec_driver_sql(self._driver_sql(parked_sql.INSERT), parked)
+            parked_again = [
+                parked_sql.update_row(m, now) for m in record.parked if m.id is not None
+            ]
+            if parked_again:
+                await conn.exec_driver_sql(self._driver_sql(parked_sql.UPDATE), parked_again)
             if record.journal:
                 dumps = orjson.dumps
                 await conn.exec_driver_sql(
@@ -273,7 +255,7 @@ class SqlStore:
                 "status": "open",
                 "first_failed_at": _epoch(letter.first_failed_at) or now,
                 "last_failed_at": now,
-                "history": orjson.dumps([history_entry(letter, now)]).decode(),
+                "history": orjson.dumps([*letter.history, history_entry(letter, now)]).decode(),
             }
             for letter in letters
         ]
@@ -313,6 +295,69 @@ class SqlStore:
             )
         )
         return letter.id
+
+    # -- parked retries ----------------------------------------------------------------------
+
+    def _driver_sql(self, sql: str) -> str:
+        """``?`` placeholders in the driver's style."""
+        style = self.engine.dialect.paramstyle
+        if style == "qmark":
+            return sql
+        parts = sql.split("?")
+        if style == "numeric_dollar":
+            marks = [f"${i}" for i in range(1, len(parts))]
+        else:
+            marks = ["%s"] * (len(parts) - 1)
+        return parts[0] + "".join(m + p for m, p in zip(marks, parts[1:], strict=True))
+
+    async def _fetch(self, conn: AsyncConnection, sql: str, params: list[Any]) -> list[Any]:
+        result = await conn.exec_driver_sql(self._driver_sql(sql), tuple(params))
+        return list(result.all())
+
+    async def claim_parked(
+        self, flow: str, now: datetime, lease: float, limit: int
+    ) -> list[ParkedMessage]:
+        at = now.timestamp()
+        async with self.engine.begin() as conn:
+            rows = await self._fetch(
+                conn, parked_sql.DUE + " FOR UPDATE OF p SKIP LOCKED", [flow, at, limit]
+            )
+            found = [parked_sql.from_row(row) for row in rows]
+            if found:
+                await conn.execute(
+                    t.parked.update()
+                    .where(t.parked.c.id.in_([m.id for m in found]))
+                    .values(next_attempt_at=parked_sql.lease_until(at, lease))
+                )
+        return found
+
+    async def parked_blocking(
+        self, flow: str, sink: str, ordering_keys: list[str], idempotency_keys: list[str]
+    ) -> tuple[set[str], set[str]]:
+        found: dict[str, set[str]] = {"ordering_key": set(), "idempotency_key": set()}
+        async with self.engine.connect() as conn:
+            for column, keys in (
+                ("ordering_key", ordering_keys),
+                ("idempotency_key", idempotency_keys),
+            ):
+                for start in range(0, len(keys), 500):
+                    sql, params = parked_sql.blocking(column, flow, sink, keys[start : start + 500])
+                    found[column].update(row[0] for row in await self._fetch(conn, sql, params))
+        return found["ordering_key"], found["idempotency_key"]
+
+    async def parked(
+        self, flow: str | None = None, limit: int | None = None
+    ) -> list[ParkedMessage]:
+        sql, params = parked_sql.listing(flow, limit)
+        async with self.engine.connect() as conn:
+            rows = await self._fetch(conn, sql, params)
+        return [parked_sql.from_row(row) for row in rows]
+
+    async def parked_count(self, flow: str | None = None) -> int:
+        sql, params = parked_sql.counting(flow)
+        async with self.engine.connect() as conn:
+            rows = await self._fetch(conn, sql, params)
+        return int(rows[0][0] or 0)
 
     # -- idempotency -------------------------------------------------------------------------
 

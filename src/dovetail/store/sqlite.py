@@ -23,8 +23,16 @@ from typing import Any
 import orjson
 
 from dovetail.errors import StoreError
-from dovetail.store.base import BatchRecord, DeadLetter, DeadLetterQuery, InboxItem, JournalEvent
-from dovetail.store.sql import decode_payload, encode_payload, history_entry, timestamp
+from dovetail.store import parked_sql
+from dovetail.store.base import (
+    BatchRecord,
+    DeadLetter,
+    DeadLetterQuery,
+    InboxItem,
+    JournalEvent,
+    ParkedMessage,
+)
+from dovetail.store.codec import decode_payload, encode_payload, history_entry, timestamp
 from dovetail.store.sqlite_migrations import migrate
 from dovetail.store.sqlite_thread import (
     Operation,
@@ -243,6 +251,10 @@ class SqliteStore:
             for e in record.journal
         ]
 
+        parked = [parked_sql.insert_row(m, now) for m in record.parked if m.id is None]
+        parked_again = [parked_sql.update_row(m, now) for m in record.parked if m.id is not None]
+        unparked = record.unparked
+
         def settle(connection: sqlite3.Connection) -> list[int]:
             new_ids = _insert_letters(connection, fresh)
             for letter_id, row, letter in again:
@@ -250,6 +262,12 @@ class SqliteStore:
             insert_rows(connection, _INSERT_DELIVERY, deliveries)
             if replayed:
                 _in_chunks(connection, _MARK_REPLAYED, replayed)
+            if unparked:
+                _in_chunks(connection, parked_sql.DELETE, unparked)
+            if parked:
+                connection.executemany(parked_sql.INSERT, parked)
+            if parked_again:
+                connection.executemany(parked_sql.UPDATE, parked_again)
             insert_rows(connection, _INSERT_EVENT, events)
             return new_ids
 
@@ -344,6 +362,52 @@ class SqliteStore:
             for message_id, correlation_id, flow, event, step, detail, at in rows
         ]
 
+    # -- parked retries ----------------------------------------------------------------------
+
+    async def claim_parked(
+        self, flow: str, now: datetime, lease: float, limit: int
+    ) -> list[ParkedMessage]:
+        at = now.timestamp()
+
+        def claim(connection: sqlite3.Connection) -> list[ParkedMessage]:
+            rows = connection.execute(parked_sql.DUE, (flow, at, limit)).fetchall()
+            found = [parked_sql.from_row(row) for row in rows]
+            leased = [m.id for m in found]
+            if leased:
+                until = parked_sql.lease_until(at, lease)
+                _in_chunks(connection, parked_sql.LEASE, leased, (until,))
+            return found
+
+        return await self._write(claim)
+
+    async def parked_blocking(
+        self, flow: str, sink: str, ordering_keys: list[str], idempotency_keys: list[str]
+    ) -> tuple[set[str], set[str]]:
+        def query(connection: sqlite3.Connection) -> tuple[set[str], set[str]]:
+            found: dict[str, set[str]] = {"ordering_key": set(), "idempotency_key": set()}
+            for column, keys in (
+                ("ordering_key", ordering_keys),
+                ("idempotency_key", idempotency_keys),
+            ):
+                for chunk in _chunks(keys):
+                    sql, params = parked_sql.blocking(column, flow, sink, chunk)
+                    found[column].update(row[0] for row in connection.execute(sql, params))
+            return found["ordering_key"], found["idempotency_key"]
+
+        return await self._run(query)
+
+    async def parked(
+        self, flow: str | None = None, limit: int | None = None
+    ) -> list[ParkedMessage]:
+        sql, params = parked_sql.listing(flow, limit)
+        rows = await self._run(lambda c: c.execute(sql, params).fetchall())
+        return [parked_sql.from_row(row) for row in rows]
+
+    async def parked_count(self, flow: str | None = None) -> int:
+        sql, params = parked_sql.counting(flow)
+        row = await self._run(lambda c: c.execute(sql, params).fetchone())
+        return int(row[0] or 0)
+
 
 def _letter_row(letter: DeadLetter, now: float) -> _LetterRow:
     first = letter.first_failed_at
@@ -363,7 +427,7 @@ def _letter_row(letter: DeadLetter, now: float) -> _LetterRow:
         "open",
         (first.timestamp() if first is not None else None) or now,
         now,
-        orjson.dumps([history_entry(letter, now)]).decode(),
+        orjson.dumps([*letter.history, history_entry(letter, now)]).decode(),
     )
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from dovetail.config.loader import Project, load_flow
 from dovetail.observability.masking import mask_paths
-from dovetail.store.base import DeadLetter
+from dovetail.store.base import DeadLetter, ParkedMessage
 
 
 def mask_for(project: Project) -> dict[str, list[str]]:
@@ -44,6 +44,25 @@ def letter_view(letter: DeadLetter, mask: list[str], *, full: bool) -> dict[str,
         view["detail"] = letter.detail
         view["history"] = letter.history
     return view
+
+
+def parked_view(message: ParkedMessage) -> dict[str, Any]:
+    """A parked message as shown to people (no payload: it waits to be sent as it is)."""
+    return {
+        "id": message.id,
+        "flow": message.flow,
+        "sink": message.sink,
+        "reason": message.reason,
+        "error_class": message.error_class,
+        "attempt": message.attempt,
+        "next_attempt_at": _iso(message.next_attempt_at),
+        "first_failed_at": _iso(message.first_failed_at),
+        "ordering_key": message.ordering_key,
+        "idempotency_key": message.idempotency_key,
+        "correlation_id": message.correlation_id,
+        "message_id": message.message_id,
+        "dead_letter_id": message.dead_letter_id,
+    }
 
 
 def _iso(value: datetime | None) -> str | None:

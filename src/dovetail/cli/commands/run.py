@@ -10,7 +10,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from dovetail.api import open_store, run_flow_async
 from dovetail.cli import exit_codes
-from dovetail.cli.render import print_json, table
+from dovetail.cli.render import console, print_json, table
 from dovetail.config.loader import Project
 from dovetail.config.model import Flow
 from dovetail.runtime.runner import FlowRunner, ProgressFn, RunSummary, first_error
@@ -33,6 +33,7 @@ def print_summaries(summaries: list[RunSummary], *, as_json: bool) -> None:
                 s.filtered,
                 s.dead_lettered,
                 s.retries,
+                s.parked,
                 f"{s.seconds:.2f}s",
             ]
         )
@@ -46,10 +47,16 @@ def print_summaries(summaries: list[RunSummary], *, as_json: bool) -> None:
             "filtered",
             "dead-lettered",
             "retries",
+            "parked",
             "time",
         ],
         rows,
     )
+    if any(s.parked for s in summaries):
+        console.print(
+            "parked messages wait in the store for their next attempt:"
+            " `dovetail dlq parked` lists them; a running flow sends them when due"
+        )
     reasons = [(s.flow, r, n) for s in summaries for r, n in s.reasons.most_common()]
     if reasons:
         table("dead-letter reasons", ["flow", "reason", "count"], reasons)
