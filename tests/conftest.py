@@ -9,6 +9,12 @@ from pathlib import Path
 
 import pytest
 import structlog
+from hypothesis import settings
+
+# Property tests check behaviour, not speed (that is `make bench`): a machine shared with
+# services and other jobs must not fail an example for being slow.
+settings.register_profile("dovetail", deadline=None)
+settings.load_profile("dovetail")
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 

@@ -6,6 +6,8 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "dovetail.connectors.file.source",
     "dovetail.connectors.http.source",
     "dovetail.connectors.schedule.source",
+    "dovetail.connectors.poll.source",
+    "dovetail.connectors.api.source",
     "dovetail.steps.validate",
     "dovetail.steps.map",
     "dovetail.steps.lookup",

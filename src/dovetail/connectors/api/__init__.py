@@ -1,0 +1,1 @@
+"""``api`` source: a request/response endpoint validated against an OpenAPI 3 operation."""
