@@ -6,6 +6,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "dovetail.connectors.file.source",
     "dovetail.connectors.http.source",
     "dovetail.connectors.schedule.source",
+    "dovetail.connectors.sql.source",
     "dovetail.connectors.poll.source",
     "dovetail.connectors.api.source",
     "dovetail.steps.validate",

@@ -36,7 +36,8 @@ def test_absolute_sqlite_path_and_postgres_alias_are_kept(tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("mysql://root@localhost/shop", "unsupported database URL scheme 'mysql'"),
+        ("oracle://scott@localhost/shop", "unsupported database URL scheme 'oracle'"),
+        ("mysql+asyncmy://root@localhost/shop", "driver 'asyncmy' is not supported"),
         ("postgresql+psycopg2://h/db", "driver 'psycopg2' is not supported"),
         ("orders.db", "unsupported database URL scheme ''"),
     ],

@@ -1,15 +1,17 @@
 """Database access for the SQL connectors: URLs, engines, dialects and error translation.
 
-A flow names a database by a plain URL (``sqlite:///data/orders.db``, ``postgresql://user@host/db``);
-``resolve_url`` maps it to the asyncio driver SQLAlchemy needs and anchors a relative SQLite path
-at the project directory. ``create_engine`` builds the engine with the settings every connector
-wants (bounded pool, timeouts, real transactions and savepoints on SQLite).
+A flow names a database by a plain URL (``sqlite:///data/orders.db``, ``postgresql://user@host/db``,
+``mariadb://user@host/db``); ``resolve_url`` maps it to the asyncio driver SQLAlchemy needs and
+anchors a relative SQLite path at the project directory. ``create_engine`` builds the engine with
+the settings every connector wants (bounded pool, timeouts, real transactions and savepoints on
+SQLite).
 
 ``translate_error`` is the connector boundary for failures: every SQLAlchemy or driver exception
 becomes a ``TransientError`` (connection lost, timeout, deadlock, serialization failure, locked
-database) or a ``PermanentError``; ``RowRejected`` marks the permanent failures caused by one row's
-data (constraint or type violations), which the sink isolates by retrying row by row. Reasons
-name the constraint, column or SQLSTATE, never a row value.
+database) or a ``PermanentError``; ``RowRejected`` marks the permanent failures caused by one
+row's data (constraint or type violations), which the sink isolates by retrying row by row.
+Reasons name the constraint, column or SQLSTATE (MariaDB/MySQL: error number, see
+``mysql.translate_mysql``), never a row value.
 """
 
 from __future__ import annotations
@@ -26,13 +28,18 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from dovetail.connectors.sql.mysql import mysql_error_code, translate_mysql
 from dovetail.errors import MessageError, MissingExtraError, PermanentError, TransientError
 
-ASYNC_DRIVERS: dict[str, str] = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
-"""The asyncio driver used for each supported backend (MySQL/MariaDB would add ``asyncmy``)."""
+ASYNC_DRIVERS: dict[str, str] = {
+    "sqlite": "aiosqlite",
+    "postgresql": "asyncpg",
+    "mysql": "aiomysql",
+}
+"""The asyncio driver used for each supported backend (``mysql`` also serves MariaDB)."""
 
-_BACKEND_ALIASES = {"postgres": "postgresql"}
-_EXTRAS = {"asyncpg": "postgresql"}
+_BACKEND_ALIASES = {"postgres": "postgresql", "mariadb": "mysql"}
+_EXTRAS = {"asyncpg": "postgresql", "aiomysql": "mysql"}
 
 
 class RowRejected(PermanentError):
@@ -40,7 +47,8 @@ class RowRejected(PermanentError):
 
 
 def backend_of(url: str) -> str:
-    """The backend named by a URL's scheme (``postgresql``, ``sqlite``), aliases resolved.
+    """The backend named by a URL's scheme (``postgresql``, ``sqlite``, ``mysql``), aliases
+    resolved (``postgres``, and ``mariadb`` which is served by the ``mysql`` backend).
 
     Raises ``ValueError`` for an unparseable URL or a backend this connector does not support.
     """
@@ -59,10 +67,13 @@ def backend_of(url: str) -> str:
 
 
 def resolve_url(url: str, project_dir: Path) -> URL:
-    """``url`` with its asyncio driver; a relative SQLite path is resolved in ``project_dir``."""
+    """``url`` with its asyncio driver; a relative SQLite path is resolved in ``project_dir``;
+    MariaDB/MySQL talk ``utf8mb4`` unless the URL names a ``charset``."""
     backend = backend_of(url)
     parsed = make_url(url)
     parsed = parsed.set(drivername=f"{backend}+{ASYNC_DRIVERS[backend]}")
+    if backend == "mysql" and "charset" not in parsed.query:
+        parsed = parsed.update_query_dict({"charset": "utf8mb4"})
     if backend == "sqlite" and not is_memory(parsed):
         path = Path(parsed.database or "")
         if not path.is_absolute():
@@ -82,7 +93,8 @@ def create_engine(url: URL, *, pool_size: int, timeout: float) -> AsyncEngine:
 
     SQLite gets real transactions (``BEGIN IMMEDIATE`` emitted by us, so savepoints and DDL are
     transactional and a writer takes the lock up front) and ``timeout`` as its busy timeout.
-    PostgreSQL gets connect and command timeouts and a pre-ping on checkout.
+    PostgreSQL gets connect and command timeouts and a pre-ping on checkout; MariaDB/MySQL a
+    connect timeout, a pre-ping and the session settings of ``mysql.connect_args``.
     Raises ``MissingExtraError`` when the backend's driver is not installed.
     """
     driver = url.get_driver_name()
@@ -113,6 +125,19 @@ def create_engine(url: URL, *, pool_size: int, timeout: float) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_take_over_transactions)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
+    if url.get_backend_name() == "mysql":
+        from dovetail.connectors.sql.mysql import connect_args
+
+        return create_async_engine(
+            url,
+            hide_parameters=True,
+            pool_size=pool_size,
+            max_overflow=0,
+            pool_timeout=timeout,
+            pool_pre_ping=True,
+            pool_recycle=3600,
+            connect_args=connect_args(timeout),
+        )
     return create_async_engine(
         url,
         hide_parameters=True,
@@ -154,13 +179,20 @@ async def run_script(engine: AsyncEngine, script: str) -> None:
 
     PostgreSQL runs the whole script in one round trip (its own parser handles ``$$`` bodies;
     the statements commit together); SQLite runs each statement as it is split by
-    ``split_sql_script``, outside a transaction so that ``PRAGMA journal_mode`` works too.
+    ``split_sql_script``, outside a transaction so that ``PRAGMA journal_mode`` works too;
+    MariaDB/MySQL run the same statements, then commit (no ``DELIMITER`` lines).
     """
     try:
         async with engine.connect() as connection:
             driver = await driver_connection(connection)
             if engine.dialect.name == "postgresql":
                 await driver.execute(script)
+                return
+            if engine.dialect.name == "mysql":
+                async with driver.cursor() as cursor:
+                    for statement in split_sql_script(script):
+                        await cursor.execute(statement)
+                await driver.commit()
                 return
             for statement in split_sql_script(script):
                 cursor = await driver.execute(statement)
@@ -250,6 +282,9 @@ def translate_error(error: BaseException) -> MessageError:
     chain = list(_causes(error))
     # The driver's own exception comes last in the chain and carries the constraint/column names.
     for item in reversed(chain):
+        code = mysql_error_code(item)
+        if code is not None:
+            return translate_mysql(code, item)
         state = getattr(item, "sqlstate", None)
         if isinstance(state, str) and state:
             return _translate_postgres(state, item)

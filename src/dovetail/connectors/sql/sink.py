@@ -1,10 +1,10 @@
-"""``sql`` sink: insert or upsert messages as rows of a SQLite or PostgreSQL table, in batches."""
+"""``sql`` sink: insert or upsert messages as rows of a SQLite, PostgreSQL or MariaDB/MySQL table,
+in batches."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 
 from dovetail.config.fields import JsonataExpr, ProjectFile
 from dovetail.config.types import Duration
+from dovetail.connectors.sql.urls import check_url
 from dovetail.core.component import BuildContext
 from dovetail.core.envelope import Envelope
 from dovetail.errors import MessageError, PermanentError, TransientError
@@ -26,14 +27,13 @@ if TYPE_CHECKING:
     from dovetail.connectors.sql.sqlite import SqliteDatabase
     from dovetail.connectors.sql.writer import RowWriter
 
-_SCHEME = re.compile(r"^(sqlite|postgresql|postgres)(\+[a-z0-9_]+)?://", re.IGNORECASE)
-
 
 class SqlSinkConfig(ComponentConfig):
     url: str
     """Database URL: `sqlite:///data/orders.db` (a path relative to the project directory;
-    four slashes for an absolute path) or `postgresql://user@host:5432/db`. Put passwords in a
-    secret: `postgresql://app:${secret:DB_PASSWORD}@db/erp`."""
+    four slashes for an absolute path), `postgresql://user@host:5432/db` or
+    `mariadb://user@host:3306/db` (also `mysql://`). Put passwords in a secret:
+    `postgresql://app:${secret:DB_PASSWORD}@db/erp`."""
 
     table: str
     """The target table, optionally with its schema: `orders` or `sales.orders`."""
@@ -69,9 +69,7 @@ class SqlSinkConfig(ComponentConfig):
 
     @model_validator(mode="after")
     def _check(self) -> SqlSinkConfig:
-        if "${" not in self.url and not _SCHEME.match(self.url):
-            scheme = self.url.split(":", 1)[0]
-            raise ValueError(f"url must start with sqlite:// or postgresql://, found {scheme!r}")
+        check_url(self.url)
         if self.mode == "upsert" and not self.key:
             raise ValueError("mode upsert needs `key`: the columns that identify a row")
         if len(set(self.key)) != len(self.key):
@@ -267,21 +265,26 @@ SPEC = ComponentSpec(
     name="sql",
     config=SqlSinkConfig,
     factory=lambda config, context: SqlSink(config, context),
-    summary="Insert or upsert messages as rows of a SQLite or PostgreSQL table, in batches.",
+    summary=(
+        "Insert or upsert messages as rows of a SQLite, PostgreSQL or MariaDB/MySQL table,"
+        " in batches."
+    ),
     description=(
         "Each message becomes one row: its top-level fields that are columns of the table, or"
         " the `columns` mapping of column to JSONata expression. Values are converted to the"
         " column types found by inspecting the table when the flow starts (ISO date strings to"
         " dates, numeric strings to numbers...). Each batch is written in one transaction; on"
         " PostgreSQL through `COPY` (`upsert` copies into a temporary table and merges it with"
-        " `INSERT ... ON CONFLICT`), elsewhere as a multi-row `INSERT ... ON CONFLICT`.\n\n"
+        " `INSERT ... ON CONFLICT`), on SQLite as a multi-row `INSERT ... ON CONFLICT`, on"
+        " MariaDB/MySQL as a multi-row `INSERT ... ON DUPLICATE KEY UPDATE`.\n\n"
         "A row the database refuses (a constraint, a value that does not fit) fails only its"
         " message, which is dead-lettered with the constraint or column named; the rest of the"
         " batch is written. Connection loss, timeouts, deadlocks and a locked SQLite database"
         " fail the batch for a retry. With `mode: upsert`, replays and duplicates are harmless;"
         " within one batch the last message for a key wins.\n\n"
         "`init_sql` runs an idempotent DDL file at start (`CREATE TABLE IF NOT EXISTS ...`)."
-        " PostgreSQL needs the `postgresql` extra (asyncpg)."
+        " PostgreSQL needs the `postgresql` extra (asyncpg), MariaDB/MySQL the `mysql` extra"
+        " (aiomysql)."
     ),
     examples=[
         "sql: {url: 'sqlite:///data/orders.db', table: orders, mode: upsert, key: [order_id]}",
@@ -296,6 +299,13 @@ SPEC = ComponentSpec(
             "    email: customer.email\n"
             "    total: $number(amount)\n"
             "  batch_size: 2000\n"
+        ),
+        (
+            "sql:\n"
+            "  url: mariadb://app:${secret:SHOP_DB_PASSWORD}@shop-db:3306/shop\n"
+            "  table: stock_levels\n"
+            "  mode: upsert\n"
+            "  key: [sku, warehouse]\n"
         ),
     ],
 )

@@ -1,8 +1,9 @@
 """Writing rows into one table through SQLAlchemy: bulk in one transaction, or row by row.
 
 ``TableWriter.write_all`` writes a list of rows in one transaction: on PostgreSQL through
-``COPY`` (see ``copy.py``) unless disabled, otherwise as one multi-row ``INSERT`` (``ON CONFLICT
-(key) DO UPDATE`` for upserts) per set of columns. ``write_each`` writes the same rows in one
+``COPY`` (see ``copy.py``) unless disabled, otherwise as one multi-row ``INSERT`` (for upserts
+``ON CONFLICT (key) DO UPDATE`` on PostgreSQL, ``ON DUPLICATE KEY UPDATE`` on MariaDB/MySQL) per
+set of columns. ``write_each`` writes the same rows in one
 transaction with a savepoint per row, so rows the database rejects are reported one by one while
 the others land. Both raise our translated errors (``engine.translate_error``). SQLite has its
 own writer on a dedicated thread (``sqlite.py``) with the same two methods.
@@ -28,16 +29,27 @@ Row = dict[str, Any]
 _MAX_SHAPES = 256
 
 
-def _postgresql_insert(table: Table) -> Any:
+def _postgresql_upsert(table: Table, columns: Sequence[str], key: Sequence[str]) -> Insert:
     from sqlalchemy.dialects.postgresql import insert
 
-    return insert(table)
+    statement = insert(table)
+    updates = {name: statement.excluded[name] for name in columns if name not in key}
+    if updates:
+        return statement.on_conflict_do_update(index_elements=list(key), set_=updates)
+    return statement.on_conflict_do_nothing(index_elements=list(key))
 
 
-_INSERTS: dict[str, Callable[[Table], Any]] = {
-    "postgresql": _postgresql_insert,
+def _mysql_upsert(table: Table, columns: Sequence[str], key: Sequence[str]) -> Insert:
+    from dovetail.connectors.sql.mysql import upsert_statement
+
+    return upsert_statement(table, columns, key)
+
+
+_UPSERTS: dict[str, Callable[[Table, Sequence[str], Sequence[str]], Insert]] = {
+    "postgresql": _postgresql_upsert,
+    "mysql": _mysql_upsert,
 }
-"""Dialect-specific INSERT constructs that know ``ON CONFLICT`` (MySQL would add its own)."""
+"""Per dialect: the upsert of some columns on a key (``ON CONFLICT``, ``ON DUPLICATE KEY``)."""
 
 
 class RowWriter(Protocol):
@@ -103,7 +115,7 @@ class TableWriter:
         use_copy: bool,
     ) -> None:
         dialect = engine.dialect.name
-        if dialect not in _INSERTS:
+        if dialect not in _UPSERTS:
             raise PermanentError(f"the sql sink does not support {dialect} yet")
         check_upsert_key(table, mode, key)
         self._engine = engine
@@ -111,7 +123,7 @@ class TableWriter:
         self._mode = mode
         self._key = tuple(key) if mode == "upsert" else ()
         self._copy = use_copy and dialect == "postgresql"
-        self._insert = _INSERTS[dialect]
+        self._upsert = _UPSERTS[dialect]
         self._statements: dict[tuple[str, ...], Insert] = {}
         self._json_columns = frozenset(
             column.name for column in table.columns if isinstance(column.type, sqltypes.JSON)
@@ -175,14 +187,7 @@ class TableWriter:
     def _build_statement(self, columns: tuple[str, ...]) -> Insert:
         if self._mode == "insert":
             return self._table.insert()
-        insert = self._insert(self._table)
-        updates = {name: insert.excluded[name] for name in columns if name not in self._key}
-        statement: Insert
-        if updates:
-            statement = insert.on_conflict_do_update(index_elements=list(self._key), set_=updates)
-        else:
-            statement = insert.on_conflict_do_nothing(index_elements=list(self._key))
-        return statement
+        return self._upsert(self._table, columns, self._key)
 
     async def _copy_all(self, groups: dict[tuple[str, ...], list[Row]]) -> None:
         async with self._engine.connect() as connection:
