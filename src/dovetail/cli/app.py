@@ -21,6 +21,7 @@ from dovetail.cli import exit_codes
 from dovetail.cli.commands.dlq import letter_view, mask_for, parked_view, parse_time
 from dovetail.cli.commands.flowtest import run_cases, write_junit
 from dovetail.cli.commands.project import current_project, load_flows
+from dovetail.cli.commands.reconcile import reconcile
 from dovetail.cli.commands.run import (
     exit_code_for,
     print_summaries,
@@ -46,6 +47,7 @@ app = typer.Typer(
 )
 dlq_app = typer.Typer(help="Inspect and discard dead-lettered messages.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
+app.command("reconcile")(reconcile)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 EnvOpt = Annotated[

@@ -16,6 +16,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "dovetail.steps.route",
     "dovetail.steps.split",
     "dovetail.steps.python",
+    "dovetail.steps.reconcile",
     "dovetail.connectors.file.sink",
     "dovetail.connectors.http.sink",
     "dovetail.connectors.sql.sink",
