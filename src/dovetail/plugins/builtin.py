@@ -9,6 +9,8 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "dovetail.connectors.sql.source",
     "dovetail.connectors.poll.source",
     "dovetail.connectors.api.source",
+    "dovetail.connectors.sftp.source",
+    "dovetail.connectors.kafka.source",
     "dovetail.steps.validate",
     "dovetail.steps.map",
     "dovetail.steps.lookup",
@@ -20,5 +22,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "dovetail.connectors.file.sink",
     "dovetail.connectors.http.sink",
     "dovetail.connectors.sql.sink",
+    "dovetail.connectors.sftp.sink",
+    "dovetail.connectors.kafka.sink",
 )
 """Each module defines ``SPEC`` (a ``ComponentSpec``) or ``SPECS`` (a list of them)."""

@@ -12,12 +12,17 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dovetail.core.ack import OrderedAcker
+from dovetail.connectors.file.formats import Record
+from dovetail.core.ack import OrderedAcker, Settlement
+from dovetail.core.envelope import Envelope, SourcePosition
+from dovetail.core.steps import mark_failed
+from dovetail.errors import PayloadRejected
 
 
 @dataclass(eq=False, slots=True)
@@ -83,6 +88,36 @@ class RecordAck:
     async def __call__(self) -> None:
         if self.progress.acker.settle_sync(self.index):
             self.progress.dirty = True
+
+
+def take_records(records: Iterator[Record], count: int) -> list[Record]:
+    """Up to ``count`` records from ``records`` (fewer at the end of the file)."""
+    taken: list[Record] = []
+    for record in records:
+        taken.append(record)
+        if len(taken) >= count:
+            break
+    return taken
+
+
+def record_envelope(
+    progress: FileProgress, index: int, record: Record, *, kind: str = "file"
+) -> Envelope:
+    """The envelope of record number ``index`` of a file; its ack settles that number.
+
+    A poison record is marked failed at the ``source`` step (dead-lettered with its line and
+    raw text); a fatal one carries ``{"file", "error"}`` as its payload.
+    """
+    envelope = Envelope(
+        payload=record.payload,
+        settlement=Settlement(RecordAck(progress, index)),
+        position=SourcePosition(kind=kind, ref=progress.ref, offset=index, line=record.line),
+    )
+    if record.error is not None:
+        if record.fatal:
+            envelope.payload = {"file": progress.ref, "error": record.error}
+        mark_failed(envelope, "source", PayloadRejected(record.error))
+    return envelope
 
 
 def move_file(path: Path, folder: Path) -> Path:

@@ -24,18 +24,17 @@ import structlog
 from dovetail.connectors.file.formats import Record
 from dovetail.connectors.file.progress import (
     FileProgress,
-    RecordAck,
     checkpoint_key,
     checkpoint_matches,
     move_file,
+    record_envelope,
+    take_records,
 )
 from dovetail.connectors.file.readers import read_records
 from dovetail.connectors.file.source_config import FileSourceConfig
-from dovetail.core.ack import OrderedAcker, Settlement
+from dovetail.core.ack import OrderedAcker
 from dovetail.core.component import BuildContext, Emit
-from dovetail.core.envelope import Envelope, SourcePosition
-from dovetail.core.steps import mark_failed
-from dovetail.errors import PayloadRejected
+from dovetail.core.envelope import Envelope
 from dovetail.plugins.spec import ComponentSpec
 from dovetail.safety.paths import confine, glob_base, is_inside
 
@@ -44,15 +43,6 @@ CHECKPOINT_INTERVAL = 1.0
 """Seconds between checkpoint writes of a file still being read (finished files: at once)."""
 
 T = TypeVar("T")
-
-
-def _take(records: Iterator[Record], count: int) -> list[Record]:
-    taken: list[Record] = []
-    for record in records:
-        taken.append(record)
-        if len(taken) >= count:
-            break
-    return taken
 
 
 class FileSource:
@@ -182,7 +172,7 @@ class FileSource:
         index = 0
         try:
             while True:
-                chunk = await self._in_thread(_take, records, self._batch_size)
+                chunk = await self._in_thread(take_records, records, self._batch_size)
                 if not chunk:
                     break
                 for record in chunk:
@@ -206,16 +196,7 @@ class FileSource:
         return batch
 
     def _envelope(self, progress: FileProgress, index: int, record: Record) -> Envelope:
-        envelope = Envelope(
-            payload=record.payload,
-            settlement=Settlement(RecordAck(progress, index)),
-            position=SourcePosition(kind="file", ref=progress.ref, offset=index, line=record.line),
-        )
-        if record.error is not None:
-            if record.fatal:
-                envelope.payload = {"file": progress.ref, "error": record.error}
-            mark_failed(envelope, "source", PayloadRejected(record.error))
-        return envelope
+        return record_envelope(progress, index, record)
 
     async def commit(self, *, force: bool = False) -> None:
         """Persist the settled prefix of every file whose watermark moved (one write per file)

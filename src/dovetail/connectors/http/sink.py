@@ -21,6 +21,7 @@ from dovetail.connectors.http.classify import (
     classify_response,
     describe_request,
 )
+from dovetail.connectors.http.soap import SoapConfig, SoapOperation
 from dovetail.core.component import BuildContext
 from dovetail.core.envelope import Envelope
 from dovetail.core.ids import make_traceparent
@@ -58,6 +59,9 @@ class HttpSinkConfig(ComponentConfig):
     contract: str | None = None
     """The partner's API operation (`schemas/erp-openapi.yaml#createSalesOrder`) the output
     must satisfy."""
+    soap: SoapConfig | None = None
+    """Call a SOAP operation described by a WSDL instead of sending JSON: the payload's
+    top-level fields are the operation's parameters. Needs the `soap` extra (zeep)."""
 
     @field_validator("url")
     @classmethod
@@ -84,6 +88,8 @@ class HttpSinkConfig(ComponentConfig):
         both = sorted(set(self.permanent) & set(self.transient))
         if both:
             raise ValueError(f"status codes {both} are listed as both permanent and transient")
+        if self.soap is not None and (self.method != "POST" or self.contract is not None):
+            raise ValueError("soap calls are POSTed and are checked by the WSDL, not contract")
         return self
 
     def status_policy(self) -> StatusPolicy:
@@ -117,6 +123,7 @@ class HttpSink:
         self._auth: Authenticator = build_authenticator(config.auth)
         self._limiter = anyio.CapacityLimiter(config.concurrency)
         self._client: httpx.AsyncClient | None = None
+        self._soap = SoapOperation(config.soap, context) if config.soap is not None else None
 
     @property
     def authenticator(self) -> Authenticator:
@@ -124,7 +131,10 @@ class HttpSink:
         return self._auth
 
     async def open(self) -> None:
-        """Open the shared HTTP client (connection pool sized to ``concurrency``)."""
+        """Open the shared HTTP client (connection pool sized to ``concurrency``) and load the
+        WSDL of a SOAP call (``ConfigError`` when it does not hold the operation)."""
+        if self._soap is not None:
+            await self._soap.load()
         if self._client is None:
             self._client = self._auth.make_client(
                 timeout=httpx.Timeout(self.config.timeout),
@@ -182,14 +192,19 @@ class HttpSink:
     async def _deliver(self, envelope: Envelope) -> MessageError | None:
         assert self._client is not None
         method = self.config.method
+        headers = self._message_headers(envelope)
+        body: bytes | None
         try:
             url = self.target_url(envelope.payload)
-            body = None if method == "DELETE" else orjson.dumps(envelope.payload)
+            if self._soap is not None:
+                body, soap_headers = self._soap.request(envelope.payload)
+                headers.update(soap_headers)
+            else:
+                body = None if method == "DELETE" else orjson.dumps(envelope.payload)
         except PermanentError as exc:
             return exc
         except TypeError as exc:  # orjson: a value JSON cannot represent
             return PermanentError(f"payload cannot be sent as JSON: {exc}")
-        headers = self._message_headers(envelope)
         try:
             auth_headers = await self._auth.headers(self._client)
             response = await self._send(method, url, body, {**headers, **auth_headers})
@@ -200,6 +215,8 @@ class HttpSink:
             return exc
         except httpx.HTTPError as exc:
             return classify_exception(exc, method, url)
+        if self._soap is not None:
+            return self._soap.outcome(response, self._policy)
         return classify_response(response, self._policy)
 
     async def _send(
@@ -246,7 +263,7 @@ SPEC = ComponentSpec(
     name="http",
     config=HttpSinkConfig,
     factory=lambda config, context: HttpSink(config, context),
-    summary="Deliver each message as a JSON request to a REST API.",
+    summary="Deliver each message as a JSON request to a REST API, or as a SOAP call.",
     description=(
         "Sends the payload as a JSON body with `traceparent`, `x-correlation-id` and, when an"
         " idempotency key is declared, `Idempotency-Key` headers. Up to `concurrency` requests"
@@ -260,7 +277,12 @@ SPEC = ComponentSpec(
         " before they expire, and renewed once when the API answers 401.\n\n"
         "`{field}` placeholders in the URL path or query are filled from the payload,"
         " URL-encoded; a filled URL must keep the configured host, so message content cannot"
-        " redirect requests elsewhere."
+        " redirect requests elsewhere.\n\n"
+        "With `soap`, each message calls a SOAP operation from a WSDL (SOAP 1.1 or 1.2): the"
+        " payload's top-level fields become the operation's parameters, the envelope is built"
+        " and POSTed to `url` with the binding's `SOAPAction`. A SOAP Fault is dead-lettered"
+        " with its code and text, unless they name a transient condition (`transient_faults`,"
+        " e.g. server busy), which is retried; HTTP 5xx without a Fault is retried."
     ),
     examples=[
         "http:\n  url: https://erp.example.com/sales-orders\n"
@@ -271,5 +293,8 @@ SPEC = ComponentSpec(
         "      client_id: ${secret:ERP_CLIENT_ID}\n"
         "      client_secret: ${secret:ERP_CLIENT_SECRET}\n"
         "  already_delivered: [409]\n  rate_limit: 20/s",
+        "http:\n  url: https://erp.example.com/soap/orders\n"
+        "  soap: {wsdl: 'https://erp.example.com/soap/orders?wsdl', operation: CreateSalesOrder}\n"
+        "  auth: {basic: {username: dovetail, password: '${secret:ERP_PASSWORD}'}}",
     ],
 )

@@ -1,0 +1,1 @@
+"""SFTP source and sink (asyncssh)."""
