@@ -9,6 +9,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "dovetail.connectors.sql.source",
     "dovetail.connectors.poll.source",
     "dovetail.connectors.api.source",
+    "dovetail.connectors.amqp.source",
     "dovetail.connectors.sftp.source",
     "dovetail.connectors.kafka.source",
     "dovetail.steps.validate",
@@ -22,6 +23,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "dovetail.connectors.file.sink",
     "dovetail.connectors.http.sink",
     "dovetail.connectors.sql.sink",
+    "dovetail.connectors.amqp.sink",
     "dovetail.connectors.sftp.sink",
     "dovetail.connectors.kafka.sink",
 )
