@@ -12,6 +12,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "dovetail.connectors.amqp.source",
     "dovetail.connectors.sftp.source",
     "dovetail.connectors.kafka.source",
+    "dovetail.connectors.nats.source",
     "dovetail.steps.validate",
     "dovetail.steps.map",
     "dovetail.steps.lookup",
@@ -26,5 +27,6 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "dovetail.connectors.amqp.sink",
     "dovetail.connectors.sftp.sink",
     "dovetail.connectors.kafka.sink",
+    "dovetail.connectors.nats.sink",
 )
 """Each module defines ``SPEC`` (a ``ComponentSpec``) or ``SPECS`` (a list of them)."""

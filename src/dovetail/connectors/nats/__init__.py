@@ -1,0 +1,1 @@
+"""NATS JetStream connectors: the ``nats`` source (durable pull consumer) and sink (publish)."""
