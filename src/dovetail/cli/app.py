@@ -19,6 +19,7 @@ import typer
 from dovetail.api import open_store, replay_async
 from dovetail.cli import exit_codes
 from dovetail.cli.commands.dlq import letter_view, mask_for, parked_view, parse_time
+from dovetail.cli.commands.docs import docs
 from dovetail.cli.commands.flowtest import run_cases, write_junit
 from dovetail.cli.commands.project import current_project, load_flows
 from dovetail.cli.commands.reconcile import reconcile
@@ -48,6 +49,7 @@ app = typer.Typer(
 dlq_app = typer.Typer(help="Inspect and discard dead-lettered messages.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
 app.command("reconcile")(reconcile)
+app.command("docs")(docs)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 EnvOpt = Annotated[
