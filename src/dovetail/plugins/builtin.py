@@ -13,6 +13,8 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "dovetail.connectors.sftp.source",
     "dovetail.connectors.kafka.source",
     "dovetail.connectors.nats.source",
+    "dovetail.connectors.mqtt.source",
+    "dovetail.connectors.redis.source",
     "dovetail.steps.validate",
     "dovetail.steps.map",
     "dovetail.steps.lookup",
@@ -28,5 +30,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "dovetail.connectors.sftp.sink",
     "dovetail.connectors.kafka.sink",
     "dovetail.connectors.nats.sink",
+    "dovetail.connectors.mqtt.sink",
+    "dovetail.connectors.redis.sink",
 )
 """Each module defines ``SPEC`` (a ``ComponentSpec``) or ``SPECS`` (a list of them)."""
