@@ -2,6 +2,10 @@
 
 ruamel.yaml's round-trip loader builds only plain mappings, sequences and scalars (no Python
 objects from tags), so it is safe for untrusted files; it also records where each node starts.
+Before loading, the node graph is checked: a tag other than the plain YAML types
+(``!!python/object``, ``!custom``...) is a configuration error naming its position, so a tag
+can neither run code nor be silently ignored; aliases that would expand to more than
+``MAX_EXPANDED_NODES`` nodes (a "billion laughs" file) or refer to themselves are refused.
 """
 
 from __future__ import annotations
@@ -13,10 +17,21 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
 
 from dovetail.errors import ConfigError, Problem
 
 PathKey = tuple[str | int, ...]
+
+_CORE = "tag:yaml.org,2002:"
+ALLOWED_TAGS = frozenset(
+    _CORE + name
+    for name in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp", "merge")
+)
+"""The tags of plain data; any other tag in a flow file is an error."""
+
+MAX_EXPANDED_NODES = 1_000_000
+"""How many nodes a file may hold once its aliases are expanded."""
 
 
 @dataclass
@@ -81,6 +96,69 @@ def _plain(node: Any, loc: PathKey, located: Located) -> Any:
     return str(node)
 
 
+def _children(node: Node) -> list[Node]:
+    if isinstance(node, MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, SequenceNode):
+        return list(node.value)
+    return []
+
+
+def check_nodes(root: Node | None, shown: str) -> None:
+    """Refuse tags other than plain data, self-referencing aliases and alias bombs.
+
+    Raises ``ConfigError`` at the offending node's position.
+    """
+    if root is None:
+        return
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+    problems: list[Problem] = []
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            active.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in _children(node))
+            if sizes[key] > MAX_EXPANDED_NODES:
+                raise ConfigError(
+                    [
+                        _problem_at(
+                            node,
+                            shown,
+                            f"YAML aliases expand to more than {MAX_EXPANDED_NODES} nodes; refused",
+                        )
+                    ]
+                )
+            continue
+        if key in sizes:
+            continue
+        if key in active:
+            raise ConfigError([_problem_at(node, shown, "YAML alias refers to itself; refused")])
+        active.add(key)
+        tag = node.tag if isinstance(node.tag, str) else getattr(node.tag, "value", None)
+        if tag not in ALLOWED_TAGS:
+            shown_tag = "!!" + tag[len(_CORE) :] if tag and tag.startswith(_CORE) else tag
+            problems.append(
+                _problem_at(
+                    node,
+                    shown,
+                    f"YAML tag {shown_tag} is not allowed: flow and project files hold plain"
+                    " data only (tags are never executed)",
+                )
+            )
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node))
+    if problems:
+        raise ConfigError(problems)
+
+
+def _problem_at(node: Node, shown: str, message: str) -> Problem:
+    mark = node.start_mark
+    return Problem(shown, mark.line + 1, mark.column + 1, message)
+
+
 def load_yaml(path: Path, display: str | None = None, *, text: str | None = None) -> Located:
     """Load one YAML document with positions; raises ``ConfigError`` on syntax errors."""
     shown = display or str(path)
@@ -95,7 +173,10 @@ def load_yaml(path: Path, display: str | None = None, *, text: str | None = None
     yaml.allow_duplicate_keys = False
     located = Located(path=shown, data=None)
     try:
+        check_nodes(yaml.compose(text), shown)
         node = yaml.load(text)
+    except ConfigError:
+        raise
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)

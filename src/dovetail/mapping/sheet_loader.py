@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from dovetail.config.yaml_positions import check_nodes
 from dovetail.errors import ConfigError, Problem
+from dovetail.safety.limits import DEFAULT_MAX_DEPTH
 
 COLUMNS: tuple[str, ...] = ("target", "source", "transform", "required", "note")
 """The columns of a mapping sheet, in their documented order."""
@@ -172,12 +174,25 @@ def _unknown_column(name: str) -> str:
 
 
 def _yaml_rows(text: str, problems: _Problems) -> tuple[list[_Cells], str | None]:
+    yaml = YAML(typ="rt", pure=True)
     try:
-        data = YAML(typ="rt", pure=True).load(text)
+        check_nodes(yaml.compose(text), problems.path)
+        data = yaml.load(text)
+    except ConfigError as exc:  # a tag, an alias bomb: refused before loading
+        for problem in exc.problems:
+            problems.add(problem.line, problem.col, problem.message)
+        return [], None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
         problems.add(line, col, f"YAML syntax error: {exc.problem or exc.context}")
+        return [], None
+    except YAMLError as exc:  # e.g. a control character (ReaderError): no mark, a position
+        offset = getattr(exc, "position", 0)
+        offset = offset if isinstance(offset, int) else 0
+        line = text.count("\n", 0, offset) + 1
+        col = offset - (text.rfind("\n", 0, offset) + 1) + 1
+        problems.add(line, col, f"YAML error: {exc}".splitlines()[0])
         return [], None
     description = None
     if isinstance(data, dict) and "fields" in data:
@@ -238,6 +253,9 @@ def _row(cells: _Cells, problems: _Problems) -> SheetRow | None:
         ok = False
     elif not all(_SEGMENT.match(segment) for segment in target.split(".")):
         problems.add(line, col, f"bad target path {target!r}: empty segment or stray blanks")
+        ok = False
+    elif target.count(".") >= DEFAULT_MAX_DEPTH:
+        problems.add(line, col, f"target path nests deeper than {DEFAULT_MAX_DEPTH} levels")
         ok = False
     required_text, required_line, required_col = cells.get("required", ("", line, col))
     required_value = required_text.strip().lower()

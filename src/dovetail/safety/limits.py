@@ -22,6 +22,15 @@ DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_DEPTH = 64
 """Objects and arrays (or XML elements) may nest at most 64 levels deep."""
 
+DEFAULT_EXPRESSION_SECONDS = 2.0
+"""One JSONata evaluation may run at most 2 seconds."""
+
+DEFAULT_EXPRESSION_DEPTH = 300
+"""JSONata evaluation may nest at most 300 levels (recursive functions count per call)."""
+
+DEFAULT_EXPRESSION_RANGE = 1_000_000
+"""A JSONata range (``[a..b]``) may hold at most a million items."""
+
 EXCERPT_CHARS = 64 * 1024
 """How much raw text of a rejected record is kept for the dead-letter queue."""
 

@@ -54,7 +54,7 @@ def load_schema(project_dir: Path, name: str, *, max_errors: int = 3) -> Check:
     path = project_dir / name
     try:
         if path.suffix.lower() == ".xsd":
-            return _xsd_check(path, max_errors)
+            return _xsd_check(path, project_dir, max_errors)
         return _json_schema_check(path, project_dir, max_errors)
     except (OSError, ValueError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -103,12 +103,27 @@ _FACET_VALUE = re.compile(r"The value '[^']*'")
 _TYPE_VALUE = re.compile(r"(^|: )'[^']*'(?= is not a valid value)")
 
 
-def _xsd_check(path: Path, max_errors: int) -> Check:
+def _xsd_check(path: Path, project_dir: Path, max_errors: int) -> Check:
     from lxml import etree
+
+    class _ProjectOnly(etree.Resolver):
+        """``xs:include``/``xs:import`` may only load files inside the project: no network."""
+
+        def resolve(self, system_url: str, public_id: str, context: object = None) -> Any:
+            target = Path(unquote(urlparse(system_url or "").path))
+            if not target.is_absolute():
+                target = path.parent / target
+            if not is_inside(target, project_dir):
+                raise etree.XMLSchemaParseError(
+                    f"{system_url} is not a file inside the project; schemas may only include"
+                    " files of the project"
+                )
+            return None
 
     parser = etree.XMLParser(
         resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False
     )
+    parser.resolvers.add(_ProjectOnly())
     try:
         schema = etree.XMLSchema(etree.parse(str(path), parser))
     except (etree.XMLSyntaxError, etree.XMLSchemaParseError) as exc:
@@ -128,8 +143,17 @@ def _xsd_check(path: Path, max_errors: int) -> Check:
             document = etree.fromstring(data, parser)
         except etree.XMLSyntaxError as exc:
             raise PayloadRejected(f"payload is not well-formed XML: {exc}") from None
-        if schema.validate(document):
-            return
+        entity = next(document.iter(etree.Entity), None)
+        if entity is not None:
+            raise PayloadRejected(
+                f"payload refers to the entity {entity.text}, which is not expanded"
+                " (XML entities are disabled)"
+            )
+        try:
+            if schema.validate(document):
+                return
+        except etree.XMLSchemaValidateError as exc:
+            raise PayloadRejected(f"XML cannot be validated: {exc}") from None
         errors = list(cast(Iterable[Any], schema.error_log))  # the lxml stubs lack __iter__
         shown = [
             f"schema violation at {error.path or '/'}: {_mask_xsd_message(error.message)}"

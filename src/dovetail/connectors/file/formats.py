@@ -91,8 +91,13 @@ class LineReader:
     not decode. The reader stays usable after ``RecordBroken``.
     """
 
-    def __init__(self, stream: BinaryIO, encoding: str | None, max_bytes: int) -> None:
+    def __init__(
+        self, stream: BinaryIO, encoding: str | None, max_bytes: int, *, quote: str | None = None
+    ) -> None:
         self._stream = stream
+        self._quote = quote.encode(text_encoding(encoding)) if quote else None
+        self.quotes = 0
+        """Quote characters seen since ``start_record()`` (odd: inside a quoted field)."""
         self._encoding = text_encoding(encoding)
         self._max = max_bytes
         self._first = True
@@ -104,6 +109,22 @@ class LineReader:
         """Forget the lines of the previous record."""
         self.taken.clear()
         self._taken_bytes = 0
+        self.quotes = 0
+
+    def _count(self, raw: bytes) -> None:
+        if self._quote is not None:
+            self.quotes += raw.count(self._quote)
+
+    def skip_line(self) -> bool:
+        """Skip one physical line without holding it (counting its quotes); False at the end."""
+        chunk = self._stream.readline(_SKIP_CHUNK)
+        if not chunk:
+            return False
+        self.line_no += 1
+        self._count(chunk)
+        if not chunk.endswith(b"\n"):
+            self._skip_rest_of_line()
+        return True
 
     @property
     def record_text(self) -> str:
@@ -122,6 +143,7 @@ class LineReader:
             if raw.startswith(UTF8_BOM) and self._encoding == "utf-8":
                 raw = raw[len(UTF8_BOM) :]
         self.line_no += 1
+        self._count(raw)
         self._taken_bytes += len(raw)
         if self._taken_bytes > self._max:
             partial = raw.decode(self._encoding, "replace")
@@ -146,5 +168,6 @@ class LineReader:
     def _skip_rest_of_line(self) -> None:
         while True:
             chunk = self._stream.readline(_SKIP_CHUNK)
+            self._count(chunk)
             if not chunk or chunk.endswith(b"\n"):
                 return

@@ -61,11 +61,12 @@ def read_csv(stream: BinaryIO, options: ReaderOptions) -> Iterator[Record]:
 
     Blank lines are skipped. A row with the wrong number of fields, a row that breaks the
     CSV syntax or the size limit, or a line that does not decode is a poison record; the
-    file continues on the next line. A header that cannot be read makes the file unreadable.
+    file continues on the next line (after the end of the quoted field the row broke in). A
+    header that cannot be read makes the file unreadable.
     """
     limits = options.limits
     ensure_csv_field_limit(limits.max_record_bytes)
-    lines = LineReader(stream, options.encoding, limits.max_record_bytes)
+    lines = LineReader(stream, options.encoding, limits.max_record_bytes, quote=options.quotechar)
     dialect: dict[str, Any] = {"delimiter": options.delimiter, "quotechar": options.quotechar}
     reader = csv.reader(lines, **dialect)
     fieldnames = list(options.fieldnames) if options.fieldnames else None
@@ -87,6 +88,10 @@ def read_csv(stream: BinaryIO, options: ReaderOptions) -> Iterator[Record]:
                 )
             if need_header:
                 raise FileUnreadable(f"cannot read the CSV header: {reason}") from None
+            if isinstance(exc, RecordBroken):
+                # inside a quoted field: skip to its closing quote, or its lines become rows
+                while lines.quotes % 2 and lines.skip_line():
+                    pass
             yield Record(text, start, reason)
             reader = csv.reader(lines, **dialect)
             continue
@@ -251,6 +256,28 @@ READERS: dict[str, Callable[[BinaryIO, ReaderOptions], Iterator[Record]]] = {
 """The reader of each ``format`` value."""
 
 
+_COMPRESSED_MAGIC = (
+    (b"\x1f\x8b", "gzip"),
+    (b"PK\x03\x04", "zip"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+)
+
+
+def compression_of(head: bytes) -> str | None:
+    """The compression format whose magic bytes start ``head`` (gzip, zip, bzip2...), or None.
+
+    Compressed files are refused rather than read as text: decompressing untrusted input
+    needs its own size limit, and reading it undecoded would only produce noise.
+    """
+    for magic, name in _COMPRESSED_MAGIC:
+        if head.startswith(magic):
+            return name
+    if head[:3] == b"BZh" and head[4:10] == b"1AY&SY":
+        return "bzip2"
+    return None
+
+
 def read_records(path: Path, options: ReaderOptions) -> Iterator[Record]:
     """Stream the records of ``path``; bad input becomes poison or fatal records, never raises.
 
@@ -263,6 +290,12 @@ def read_records(path: Path, options: ReaderOptions) -> Iterator[Record]:
         return
     with stream:
         try:
+            compressed = compression_of(stream.peek(16)[:16])
+            if compressed is not None:
+                raise FileUnreadable(
+                    f"file is {compressed}-compressed; compressed input is not read"
+                    " (decompress it before it reaches the folder)"
+                )
             yield from READERS[options.format](stream, options)
         except FileUnreadable as exc:
             yield Record(None, None, str(exc), fatal=True)

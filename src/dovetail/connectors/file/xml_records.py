@@ -5,7 +5,9 @@ safety limits on (``huge_tree=False``); elements are cleared as soon as they are
 memory stays bounded by one record. The payload of a record element follows the common
 XML-to-JSON convention: child elements become keys (repeated children a list), attributes
 ``"@name"``, text of an element that also has attributes or children ``"#text"``; a leaf
-element is its text (None when empty). Namespaces are dropped from keys.
+element is its text (None when empty). Namespaces are dropped from keys. A record that
+refers to an entity other than the predefined five (``&amp;``...) is a poison record: the
+entity is never expanded, and silently dropping it would lose data.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, BinaryIO
 from lxml import etree
 
 from dovetail.connectors.file.formats import FileUnreadable, ReaderOptions, Record
-from dovetail.errors import PermanentError
+from dovetail.errors import PayloadRejected, PermanentError
 from dovetail.safety.limits import excerpt, format_bytes
 
 _NAME = re.compile(r"^[A-Za-z_][\w.\-]*$")
@@ -45,6 +47,10 @@ def element_to_value(elem: etree._Element) -> Any:
     repeated: set[str] = set()
     has_children = False
     for child in elem:
+        if child.tag is etree.Entity:
+            raise PayloadRejected(
+                f"entity reference {child.text} is not expanded (XML entities are disabled)"
+            )
         if isinstance(child.tag, str):
             has_children = True
             key = local_name(child.tag)
@@ -124,14 +130,19 @@ def read_xml(stream: BinaryIO, options: ReaderOptions) -> Iterator[Record]:
                 raw = etree.tostring(current, encoding="unicode", with_tail=False)
                 yield Record(excerpt(raw, 4096), start_line, broken)
             else:
-                value = element_to_value(current)
-                if not isinstance(value, dict):
-                    value = {} if value is None else {"#text": value}
-                yield Record(value, start_line)
+                try:
+                    value = element_to_value(current)
+                except PayloadRejected as exc:
+                    raw = etree.tostring(current, encoding="unicode", with_tail=False)
+                    yield Record(excerpt(raw, 4096), start_line, f"line {start_line}: {exc}")
+                else:
+                    if not isinstance(value, dict):
+                        value = {} if value is None else {"#text": value}
+                    yield Record(value, start_line)
             _release(current)
             current = None
     except etree.XMLSyntaxError as exc:
-        line = exc.lineno if exc.lineno else start_line
+        line = exc.lineno or start_line or 1
         message = exc.msg or str(exc)
         raise FileUnreadable(f"line {line}: XML is not well-formed: {message}") from None
 
