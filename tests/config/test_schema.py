@@ -36,7 +36,7 @@ def test_unknown_component_and_keys_are_rejected(
     assert validator.is_valid(base)
     assert not validator.is_valid({**base, "source": {"ftp": {}}})
     assert not validator.is_valid({**base, "source": {"file": {"path": "x", "formt": "csv"}}})
-    assert not validator.is_valid({**base, "flow": "Not_Kebab"})
+    assert not validator.is_valid({**base, "flow": "not/a/name"})  # kebab-case: a lint rule
     both = {**base, "sinks": {"x": base["sink"]}}
     assert not validator.is_valid(both)
 

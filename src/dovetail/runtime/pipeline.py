@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dovetail.config.model import Flow
+from dovetail.contracts.validate import guard_sink
 from dovetail.core.component import BuildContext, Sink, Source, Step
 from dovetail.delivery.circuit import CircuitBreaker
 from dovetail.delivery.clock import Clock
@@ -91,6 +92,7 @@ def build_pipeline(
     deliveries: dict[str, SinkDelivery] = {}
     for name, ref in flow.sinks.items():
         sink = sinks[name] if sinks and name in sinks else ref.spec.factory(ref.config, context)
+        sink = guard_sink(sink, ref.config, flow.project_dir)
         deliveries[name] = SinkDelivery(
             name,
             sink,

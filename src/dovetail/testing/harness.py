@@ -1,4 +1,8 @@
-"""Run flows offline: captured sinks, a throw-away store, a fake clock (no real waiting)."""
+"""Run flows offline: captured sinks, a throw-away store, a fake clock (no real waiting).
+
+With a ``PartnerServer``, the flow's http sinks send to that local partner instead of being
+captured (see ``dovetail.testing.partner_run``); what it accepted is reported per sink.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +15,27 @@ import orjson
 
 from dovetail.api import run_flow_async
 from dovetail.config.model import Flow
+from dovetail.contracts.validate import ContractValidator, contract_of
 from dovetail.core.component import BuildContext, Source
 from dovetail.delivery.clock import FakeClock
 from dovetail.runtime.runner import RunSummary
 from dovetail.store.base import DeadLetter, DeadLetterQuery
 from dovetail.store.sqlite import SqliteStore
 from dovetail.testing.cases import FlowCase
+from dovetail.testing.expectations import CaseOutcome, evaluate
 from dovetail.testing.fakes import CaptureSink, ListSource
+from dovetail.testing.partner import PartnerServer
+from dovetail.testing.partner_run import (
+    PartnerStats,
+    Role,
+    load_for_partner,
+    partner_for,
+    partner_stats,
+    script_partner,
+    sink_path,
+    start_partner,
+    stop_partner,
+)
 
 
 @dataclass
@@ -26,7 +44,10 @@ class OfflineRun:
 
     summary: RunSummary
     delivered: dict[str, list[Any]]
+    """Per sink, the payloads captured, or those the partner accepted for a partner-bound sink."""
     dead_letters: list[DeadLetter]
+    partner: PartnerStats | None = None
+    """What the partner saw, when the run had one."""
 
 
 @dataclass
@@ -38,6 +59,9 @@ class CaseResult:
     failures: list[str] = field(default_factory=list)
     run: OfflineRun | None = None
     seconds: float = 0.0
+    flow_version: str = ""
+    updated: list[Path] = field(default_factory=list)
+    """Golden files rewritten for this case (``dovetail test --update``)."""
 
 
 def _file_source(flow: Flow, input_file: Path, store: SqliteStore) -> Source:
@@ -61,10 +85,23 @@ def _file_source(flow: Flow, input_file: Path, store: SqliteStore) -> Source:
 
 
 async def run_offline(
-    flow: Flow, *, messages: list[Any] | None = None, input_file: Path | None = None
+    flow: Flow,
+    *,
+    messages: list[Any] | None = None,
+    input_file: Path | None = None,
+    partner: PartnerServer | None = None,
+    partner_env: dict[str, Role] | None = None,
 ) -> OfflineRun:
-    """Push ``messages`` (or a file through the flow's own source) with every sink captured."""
-    captured = {name: CaptureSink(name) for name in flow.sinks}
+    """Push ``messages`` (or a file through the flow's own source) with every sink captured.
+
+    With a started ``partner``, the flow is loaded again with its http sinks pointed at it
+    (``partner_env``: the variables to set, default detected) and those sinks really send;
+    ``delivered`` then holds, for each of them, the bodies the partner accepted on its path.
+    """
+    bound: list[str] = []
+    if partner is not None:
+        flow, bound = load_for_partner(flow, partner, partner_env)
+    captured = {name: CaptureSink(name) for name in flow.sinks if name not in bound}
     with tempfile.TemporaryDirectory(prefix="dovetail-test-") as tmp:
         store = SqliteStore(Path(tmp) / "state.db")
         await store.open()
@@ -80,10 +117,17 @@ async def run_offline(
             letters = await store.dead_letters(DeadLetterQuery(flow=flow.name, status=None))
         finally:
             await store.close()
+    delivered: dict[str, list[Any]] = {}
+    for name in flow.sinks:
+        if name in captured:
+            delivered[name] = captured[name].received
+        elif partner is not None:
+            delivered[name] = partner.received_bodies(sink_path(flow, name))
     return OfflineRun(
         summary=summary,
-        delivered={name: sink.received for name, sink in captured.items()},
+        delivered=delivered,
         dead_letters=letters,
+        partner=partner_stats(partner, bound) if partner is not None else None,
     )
 
 
@@ -91,66 +135,68 @@ def _normal(value: Any) -> Any:
     return orjson.loads(orjson.dumps(value, default=str))
 
 
-async def run_case(flow: Flow, case: FlowCase) -> CaseResult:
-    """Run one case and compare what came out with what it expects."""
+async def _run_case_input(flow: Flow, case: FlowCase, partner: PartnerServer | None) -> OfflineRun:
     spec = case.spec
+    env = spec.partner.env if spec.partner is not None else None
     if spec.input.file is not None:
-        run = await run_offline(flow, input_file=case.path.parent / spec.input.file)
-    else:
-        items = spec.input.messages if spec.input.messages is not None else [spec.input.message]
-        run = await run_offline(flow, messages=list(items))
-    failures: list[str] = []
-    expect = spec.expect
-    for sink, payloads in (expect.delivered or {}).items():
-        if sink not in run.delivered:
-            failures.append(f"expected deliveries to unknown sink {sink!r}")
-            continue
-        got = _normal(run.delivered[sink])
-        want = _normal(payloads)
-        if got != want:
-            failures.append(_difference(sink, want, got))
-    for sink, count in (expect.delivered_count or {}).items():
-        got_count = len(run.delivered.get(sink, []))
-        if got_count != count:
-            failures.append(f"{sink}: expected {count} delivered, got {got_count}")
-    if expect.dead_letters is not None:
-        failures.extend(_compare_dead_letters(expect.dead_letters, run.dead_letters))
-    if expect.filtered is not None and run.summary.filtered != expect.filtered:
-        failures.append(f"expected {expect.filtered} filtered, got {run.summary.filtered}")
+        path = case.path.parent / spec.input.file
+        return await run_offline(flow, input_file=path, partner=partner, partner_env=env)
+    items = spec.input.messages if spec.input.messages is not None else [spec.input.message]
+    return await run_offline(flow, messages=list(items), partner=partner, partner_env=env)
+
+
+async def run_case(flow: Flow, case: FlowCase, *, update_golden: bool = False) -> CaseResult:
+    """Run one case and compare what came out with what it expects.
+
+    A case with ``partner:`` runs against a local ``PartnerServer`` started for it (scripted
+    answers and faults as declared). ``update_golden`` rewrites the case's golden file when it
+    differs (named in ``CaseResult.updated``) instead of failing.
+    """
+    partner: PartnerServer | None = None
+    if case.spec.partner is not None:
+        partner = partner_for(flow, case.spec.partner)
+        await start_partner(partner)
+        script_partner(partner, case.spec.partner)
+    try:
+        run = await _run_case_input(flow, case, partner)
+    finally:
+        if partner is not None:
+            await stop_partner(partner)
+    outcome = CaseOutcome(
+        flow=flow,
+        case=case,
+        summary=run.summary,
+        delivered=run.delivered,
+        dead_letters=run.dead_letters,
+        partner=run.partner,
+        update_golden=update_golden,
+    )
+    failures = evaluate(outcome)
+    if run.partner is not None and not run.partner.sinks:
+        failures.append("no http sink of the flow points at the partner (see partner.env)")
+    failures.extend(contract_failures(flow, run.delivered))
     return CaseResult(
-        case=case, passed=not failures, failures=failures, run=run, seconds=run.summary.seconds
+        case=case,
+        passed=not failures,
+        failures=failures,
+        run=run,
+        seconds=run.summary.seconds,
+        flow_version=flow.version,
+        updated=outcome.updated,
     )
 
 
-def _difference(sink: str, want: list[Any], got: list[Any]) -> str:
-    if len(want) != len(got):
-        return f"{sink}: expected {len(want)} messages, got {len(got)}"
-    for index, (w, g) in enumerate(zip(want, got, strict=True)):
-        if w != g:
-            if isinstance(w, dict) and isinstance(g, dict):
-                keys = sorted({k for k in w.keys() | g.keys() if w.get(k) != g.get(k)})
-                return f"{sink}[{index}]: fields differ: {', '.join(keys)}"
-            return f"{sink}[{index}]: payload differs"
-    return f"{sink}: payloads differ"
-
-
-def _compare_dead_letters(expected: list[Any], letters: list[DeadLetter]) -> list[str]:
+def contract_failures(flow: Flow, delivered: dict[str, list[Any]]) -> list[str]:
+    """Every delivered payload checked against its sink's ``contract:``, if it has one."""
     failures: list[str] = []
-    remaining = list(letters)
-    for want in expected:
-        match = next(
-            (
-                letter
-                for letter in remaining
-                if (want.step is None or letter.step == want.step)
-                and (want.reason is None or want.reason in letter.reason)
-            ),
-            None,
-        )
-        if match is None:
-            failures.append(f"expected a dead letter (step={want.step}, reason~{want.reason!r})")
-        else:
-            remaining.remove(match)
-    for extra in remaining:
-        failures.append(f"unexpected dead letter at {extra.step}: {extra.reason}")
+    for name, payloads in delivered.items():
+        ref = flow.sinks.get(name)
+        contract = contract_of(ref.config) if ref is not None else None
+        if contract is None or not payloads:
+            continue
+        validator = ContractValidator(contract, flow.project_dir)
+        for index, payload in enumerate(payloads):
+            found = validator.violations(_normal(payload))
+            if found:
+                failures.append(f"{name}[{index}]: {validator.reason(found)}")
     return failures

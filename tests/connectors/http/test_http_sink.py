@@ -352,13 +352,31 @@ def test_invalid_config_is_rejected(tmp_path: Path, options: str, message_text: 
         build_component("sink", f"http: {{{options}}}", tmp_path)
 
 
+ERP_SPEC = """\
+openapi: 3.0.3
+info: {title: ERP, version: 1.0.0}
+paths:
+  /x:
+    post:
+      operationId: createSalesOrder
+      requestBody:
+        content:
+          application/json:
+            schema: {type: object}
+      responses: {"201": {description: created}}
+"""
+
+
 def test_rate_limit_and_contract_are_declared(tmp_path: Path) -> None:
+    (tmp_path / "erp.yaml").write_text(ERP_SPEC, encoding="utf-8")
     sink = make_sink(
         tmp_path,
         "http: {url: 'http://erp/x', rate_limit: 20/s, contract: 'erp.yaml#createSalesOrder'}",
     )
     assert sink.config.rate_limit == 20.0
-    assert sink.config.contract == "erp.yaml#createSalesOrder"
+    contract = sink.config.contract
+    assert contract is not None
+    assert (contract.openapi, contract.operation) == ("erp.yaml", "createSalesOrder")
 
 
 def test_non_ascii_correlation_ids_and_keys_are_sent_percent_encoded(

@@ -22,6 +22,7 @@ from dovetail.connectors.http.classify import (
     describe_request,
 )
 from dovetail.connectors.http.soap import SoapConfig, SoapOperation
+from dovetail.contracts.config import Contract
 from dovetail.core.component import BuildContext
 from dovetail.core.envelope import Envelope
 from dovetail.core.ids import make_traceparent
@@ -56,9 +57,10 @@ class HttpSinkConfig(ComponentConfig):
     """Maximum requests in flight at once."""
     rate_limit: Rate | None = None
     """Maximum requests per second (`20/s`, `600/m`); enforced by the delivery layer."""
-    contract: str | None = None
-    """The partner's API operation (`schemas/erp-openapi.yaml#createSalesOrder`) the output
-    must satisfy."""
+    contract: Contract | None = None
+    """The partner's API operation (`schemas/erp-openapi.yaml#createSalesOrder`, or
+    `{openapi: file, operation: id, enforce: true}`) or a `{json_schema: file}` the output must
+    satisfy: checked by `dovetail test`, and before sending when `enforce` is true."""
     soap: SoapConfig | None = None
     """Call a SOAP operation described by a WSDL instead of sending JSON: the payload's
     top-level fields are the operation's parameters. Needs the `soap` extra (zeep)."""
