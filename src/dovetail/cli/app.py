@@ -18,9 +18,17 @@ import typer
 
 from dovetail.api import open_store, replay_async
 from dovetail.cli import exit_codes
+from dovetail.cli.commands.contract import contract_app
 from dovetail.cli.commands.dlq import letter_view, mask_for, parked_view, parse_time
 from dovetail.cli.commands.docs import docs
-from dovetail.cli.commands.flowtest import run_cases, write_junit
+from dovetail.cli.commands.env import env_app
+from dovetail.cli.commands.flowtest import print_results, run_cases, write_evidence, write_junit
+from dovetail.cli.commands.governance import (
+    findings_exit_code,
+    governance_findings,
+    print_findings,
+)
+from dovetail.cli.commands.kpi import kpi
 from dovetail.cli.commands.project import current_project, load_flows
 from dovetail.cli.commands.reconcile import reconcile
 from dovetail.cli.commands.run import (
@@ -29,12 +37,14 @@ from dovetail.cli.commands.run import (
     progress_wanted,
     run_flows,
 )
+from dovetail.cli.commands.trace import trace
 from dovetail.cli.render import console, fail, print_json, print_problems, table
 from dovetail.config.loader import Project, load_flow
 from dovetail.config.model import Flow
 from dovetail.config.schema import flow_schema
 from dovetail.errors import ConfigError, DovetailError
 from dovetail.observability.logging import configure_logging
+from dovetail.observability.setup import observe_project
 from dovetail.store.base import DeadLetterQuery, Store
 
 T = TypeVar("T")
@@ -49,7 +59,11 @@ app = typer.Typer(
 dlq_app = typer.Typer(help="Inspect and discard dead-lettered messages.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
 app.command("reconcile")(reconcile)
+app.add_typer(env_app, name="env")
+app.add_typer(contract_app, name="contract")
 app.command("docs")(docs)
+app.command("trace")(trace)
+app.command("kpi")(kpi)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 EnvOpt = Annotated[
@@ -85,7 +99,7 @@ def init(
 
 @app.command()
 def lint(paths: FlowsArg = None, env: EnvOpt = None, as_json: JsonOpt = False) -> None:
-    """Validate flows and the files they reference; errors as file:line:col: message."""
+    """Validate flows, the files they reference and the governance rules (file:line:col)."""
     project = current_project()
     try:
         flows = load_flows(project, paths, environment=env, strict=env is not None)
@@ -97,10 +111,22 @@ def lint(paths: FlowsArg = None, env: EnvOpt = None, as_json: JsonOpt = False) -
         else:
             print_problems(exc.problems)
         raise typer.Exit(exit_codes.USAGE) from None
+    try:
+        findings = governance_findings(project, flows)
+    except ConfigError as exc:
+        if as_json:
+            print_json([_problem(p) for p in exc.problems])
+        else:
+            print_problems(exc.problems)
+        raise typer.Exit(exit_codes.USAGE) from None
+    code = findings_exit_code(findings)
     if as_json:
-        print_json([])
+        print_json([f.as_dict() for f in findings])
     else:
-        console.print(f"{len(flows)} flow(s) OK")
+        print_findings(findings)
+        if code == exit_codes.OK:
+            console.print(f"{len(flows)} flow(s) OK")
+    raise typer.Exit(code)
 
 
 def _problem(problem: object) -> dict[str, object]:
@@ -119,10 +145,19 @@ def run(
     once: Annotated[bool, typer.Option("--once", help="Drain current input, then exit.")] = False,
     env: EnvOpt = None,
     as_json: JsonOpt = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option("--metrics-port", help="Serve Prometheus /metrics on this port.", min=1),
+    ] = None,
 ) -> None:
     """Run flows in the foreground (Ctrl-C drains in-flight messages and stops)."""
     project = current_project()
     loaded = _load_or_exit(project, flows, env, strict=True)
+    try:
+        stop_observing = observe_project(project, metrics_port=metrics_port)
+    except DovetailError as exc:
+        fail(str(exc))
+        raise typer.Exit(exit_codes.USAGE) from None
     try:
         summaries = anyio.run(
             lambda: run_flows(project, loaded, once=once, progress=progress_wanted(once, as_json))
@@ -130,6 +165,8 @@ def run(
     except DovetailError as exc:
         fail(str(exc))
         raise typer.Exit(exit_codes.RUNTIME_FAILURE) from None
+    finally:
+        stop_observing()
     print_summaries(summaries, as_json=as_json)
     raise typer.Exit(exit_code_for(summaries))
 
@@ -138,6 +175,12 @@ def run(
 def flow_test(
     paths: FlowsArg = None,
     junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here.")] = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Write a Markdown evidence report here.")
+    ] = None,
+    update: Annotated[
+        bool, typer.Option("--update", help="Rewrite golden files that differ or are missing.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Run flow test cases (tests/<flow>/*.yaml) offline with sinks captured."""
@@ -145,32 +188,15 @@ def flow_test(
     project = current_project()
     loaded = _load_or_exit(project, paths, None, strict=False)
     try:
-        results = anyio.run(run_cases, project, loaded)
+        results = anyio.run(lambda: run_cases(project, loaded, update_golden=update))
     except ConfigError as exc:
         print_problems(exc.problems)
         raise typer.Exit(exit_codes.USAGE) from None
     if junit is not None:
         write_junit(results, junit)
-    if as_json:
-        print_json(
-            [
-                {
-                    "flow": r.case.flow,
-                    "case": r.case.name,
-                    "passed": r.passed,
-                    "failures": r.failures,
-                }
-                for r in results
-            ]
-        )
-    else:
-        rows = [
-            [r.case.flow, r.case.name, "PASS" if r.passed else "FAIL", "; ".join(r.failures)]
-            for r in results
-        ]
-        table(None, ["flow", "case", "result", "detail"], rows)
-        passed = sum(r.passed for r in results)
-        console.print(f"{passed} passed, {len(results) - passed} failed")
+    if report is not None:
+        write_evidence(report, project, loaded, results)
+    print_results(project, results, as_json=as_json)
     if not results:
         fail("no test cases found under tests/<flow>/")
         raise typer.Exit(exit_codes.USAGE)
@@ -195,7 +221,8 @@ def dlq_list(
         newest=True,
     )
     letters = anyio.run(_with_store, project, lambda store: store.dead_letters(query))
-    views = [letter_view(letter, [], full=False) for letter in letters]
+    policies = mask_for(project)
+    views = [letter_view(letter, policies.get(letter.flow, []), full=False) for letter in letters]
     if as_json:
         print_json(views)
         return
@@ -345,40 +372,6 @@ def replay(
         console.print(f"left open: no flow file for {', '.join(report.unknown_flows)}")
     print_summaries(report.summaries, as_json=False)
     raise typer.Exit(exit_code_for(report.summaries))
-
-
-@app.command()
-def trace(
-    ident: Annotated[str, typer.Argument(help="Correlation id or message id.")],
-    as_json: JsonOpt = False,
-) -> None:
-    """The journey of one message: its outcome at each sink, filters and dead letters, in order."""
-    project = current_project()
-    events = anyio.run(_with_store, project, lambda store: store.journal_for(ident))
-    rows = [
-        {
-            "at": e.at.isoformat(timespec="milliseconds") if e.at else None,
-            "flow": e.flow,
-            "message_id": e.message_id,
-            "event": e.event,
-            "step": e.step,
-            "detail": e.detail,
-        }
-        for e in events
-    ]
-    if as_json:
-        print_json(rows)
-    else:
-        table(
-            None,
-            ["at", "flow", "message", "event", "step", "detail"],
-            [
-                [r["at"], r["flow"], r["message_id"], r["event"], r["step"], r["detail"]]
-                for r in rows
-            ],
-        )
-    if not events:
-        raise typer.Exit(exit_codes.RUNTIME_FAILURE)
 
 
 async def _with_store(project: Project, action: Callable[[Store], Awaitable[T]]) -> T:

@@ -2,7 +2,9 @@
 
 - ``env``: the process environment.
 - ``secret``: the environment, then each secret-files folder (``<folder>/<NAME>``, the
-  container convention); values are registered for redaction and never printed.
+  container convention), then the providers of ``dovetail.yaml`` (HashiCorp Vault; only in
+  strict mode); values are registered for redaction and never printed, and
+  ``dovetail.config.secrets.refresh_secret(NAME)`` reads one again where it was found.
 - ``var``: the ``vars:`` of the selected ``environments/<env>.yaml``.
 
 ``${kind:NAME:-fallback}`` gives a fallback used when NAME is not defined. In lenient mode
@@ -16,9 +18,11 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from dovetail.config.secrets import SecretError, SecretProvider, remember_origin
 from dovetail.observability.redaction import register_secret
 
 REFERENCE = re.compile(r"\$\{(env|secret|var):([A-Za-z_][A-Za-z0-9_.\-]*)(?::-([^}]*))?\}")
@@ -33,6 +37,8 @@ class Resolver:
     secret_dirs: list[Path] = field(default_factory=list)
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
     strict: bool = True
+    providers: list[SecretProvider] = field(default_factory=list)
+    """Read for ``secret`` references after the environment and the secret files."""
 
     def lookup(self, kind: str, name: str) -> tuple[str | None, list[str]]:
         """The value of a reference, or ``None`` and the places that were looked in."""
@@ -52,6 +58,7 @@ class Resolver:
             value = self.environ[name]
             if kind == "secret":
                 register_secret(value)
+                remember_origin(name, partial(self.environ.get, name))
             return value, looked
         if kind == "secret":
             for folder in self.secret_dirs:
@@ -60,8 +67,24 @@ class Resolver:
                 if candidate.is_file():
                     secret = candidate.read_text(encoding="utf-8").strip()
                     register_secret(secret)
+                    remember_origin(name, partial(_read_file, candidate))
                     return secret, looked
+            for provider in self.providers:
+                looked.append(provider.describe(name))
+                try:
+                    found = provider.read(name)
+                except SecretError as exc:
+                    looked[-1] = f"{exc} (key {name})"
+                    continue
+                if found is not None:
+                    register_secret(found)
+                    remember_origin(name, partial(provider.read, name, fresh=True))
+                    return found, looked
         return None, looked
+
+
+def _read_file(path: Path) -> str | None:
+    return path.read_text(encoding="utf-8").strip() if path.is_file() else None
 
 
 def interpolate(data: Any, resolver: Resolver) -> tuple[Any, list[tuple[tuple[Any, ...], str]]]:

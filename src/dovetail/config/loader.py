@@ -25,6 +25,7 @@ from dovetail.config.model import (
     FlowFile,
     ProjectSettings,
 )
+from dovetail.config.secrets import providers_for
 from dovetail.config.yaml_positions import Located, load_yaml
 from dovetail.errors import ConfigError, Problem
 from dovetail.observability.redaction import redact
@@ -154,6 +155,7 @@ def load_flow(
         environment_name=environment,
         secret_dirs=secret_dirs,
         strict=strict,
+        providers=providers_for(project.root, project.settings.secrets) if strict else [],
     )
     if environment is None and not strict:
         resolver.variables = _all_environment_vars(project)

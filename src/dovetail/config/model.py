@@ -16,8 +16,11 @@ from dovetail.config.fields import JsonataExpr
 from dovetail.config.types import Duration
 from dovetail.plugins.spec import ComponentSpec, Kind
 
-FLOW_NAME = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+FLOW_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+"""Safe in paths and URLs; the kebab-case convention is the ``kebab-case-name`` lint rule."""
 SEMVER = r"^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$"
+Detector = Literal["email", "card", "iban", "bearer", "jwt", "secret_keys"]
+"""A built-in detector of sensitive values (``observability.detect``)."""
 
 
 class Section(BaseModel):
@@ -78,11 +81,59 @@ class DeliverySpec(Section):
     when the flow starts."""
 
 
+class TracingSettings(Section):
+    """OpenTelemetry tracing (extra ``tracing``): a span per message, per step and per sink."""
+
+    exporter: Literal["otlp", "console", "none"] = "none"
+    """Where spans go: ``otlp`` (OTLP over HTTP to ``endpoint``), ``console`` (JSON lines on
+    stderr, or appended to ``file``) or ``none`` (tracing off)."""
+    endpoint: str | None = None
+    """OTLP/HTTP traces URL (default: ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` or
+    ``http://localhost:4318/v1/traces``)."""
+    file: str | None = None
+    """With ``exporter: console``: append spans to this file (relative to the project)."""
+    sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+    """Share of messages traced, decided on the correlation id, so every flow a message
+    crosses makes the same choice; an incoming ``traceparent``'s sampled flag wins."""
+    service_name: str = "dovetail"
+    """``service.name`` of the spans."""
+
+
+class MetricsSettings(Section):
+    """The Prometheus ``/metrics`` endpoint (extra ``metrics``)."""
+
+    port: int | None = Field(default=None, ge=1, le=65535)
+    """Serve ``/metrics`` on this port while flows run (``dovetail run --metrics-port``
+    overrides it); ``null``: no endpoint."""
+    host: str = "127.0.0.1"
+    """Address to listen on; ``0.0.0.0`` to be scraped from other machines."""
+
+
+class ProjectObservability(Section):
+    """``observability:`` in ``dovetail.yaml``: metrics endpoint and tracing for every flow."""
+
+    metrics: MetricsSettings = MetricsSettings()
+    """The Prometheus endpoint."""
+    tracing: TracingSettings = TracingSettings()
+    """Tracing of every flow (a flow's own ``observability.tracing`` replaces it)."""
+
+
 class ObservabilitySpec(Section):
     """What operators see."""
 
     mask: list[str] = Field(default_factory=list)
     """Dotted payload paths masked in logs, traces, DLQ views and docs."""
+    detect: bool | list[Detector] = True
+    """Built-in detectors masking values wherever they appear (log lines, DLQ views and
+    reasons, ``dovetail trace``): ``true`` (all, the default), ``false`` (none, only the
+    declared paths and registered secrets), or a list of ``email``, ``card`` (Luhn-valid),
+    ``iban`` (mod-97-valid), ``bearer``, ``jwt``, ``secret_keys`` (values of keys like
+    ``password``, ``token``, ``api_key``, ``Authorization``)."""
+    log_payloads: Literal["none", "masked"] = "none"
+    """Payloads in log lines: ``none`` (the default) never logs them; ``masked`` adds the
+    masked input message to the line of each dead-lettered message."""
+    tracing: TracingSettings | None = None
+    """Tracing of this flow, replacing the project's ``observability.tracing``."""
 
 
 class RuntimeSpec(Section):
@@ -131,9 +182,47 @@ class FlowFile(Section):
         return self
 
 
+class VaultSettings(Section):
+    """HashiCorp Vault, read for ``${secret:NAME}`` after the environment and secret files."""
+
+    url: str
+    """Vault address, e.g. ``https://vault.example.com:8200`` (``${env:VAULT_ADDR}`` works)."""
+    mount: str = "secret"
+    """Mount point of the KV secrets engine."""
+    path: str
+    """Path of the secret within the mount; ``${secret:NAME}`` reads its key ``NAME``."""
+    kv_version: Literal[1, 2] = 2
+    """KV secrets engine version."""
+    token_env: str | None = "VAULT_TOKEN"
+    """Environment variable holding a Vault token (used when no AppRole is configured)."""
+    role_id_env: str | None = None
+    """Environment variable holding an AppRole ``role_id`` (with ``secret_id_env``)."""
+    secret_id_env: str | None = None
+    """Environment variable holding an AppRole ``secret_id``."""
+    namespace: str | None = None
+    """Vault Enterprise namespace."""
+    ca_cert: str | None = None
+    """CA bundle to verify Vault's TLS certificate, relative to the project."""
+    timeout: Duration = 10.0
+    """Timeout of each request to Vault."""
+
+
 class SecretsSettings(Section):
     files: list[str] = Field(default_factory=list)
     """Folders holding one file per secret (``/run/secrets`` style), relative to the project."""
+    vault: VaultSettings | None = None
+    """HashiCorp Vault (extra ``vault``), read after the environment and secret files."""
+
+
+class LintSettings(Section):
+    """``lint:`` in ``dovetail.yaml``: governance rules as policy (see docs/governance.md)."""
+
+    rules: dict[str, Literal["error", "warning", "off"]] = Field(default_factory=dict)
+    """Severity per rule id (``kebab-case-name: warning``); rules not listed keep their
+    default severity."""
+    plugins: list[str] = Field(default_factory=list)
+    """Python modules of the project (``my_rules`` for ``my_rules.py``) holding custom rules;
+    packages installed with a ``dovetail.lint_rules`` entry point are loaded as well."""
 
 
 class ProjectSettings(Section):
@@ -148,6 +237,10 @@ class ProjectSettings(Section):
     secrets: SecretsSettings = SecretsSettings()
     environments: str = "environments"
     """Folder of ``<env>.yaml`` override files."""
+    lint: LintSettings = LintSettings()
+    """Governance rules checked by ``dovetail lint``: their severity and custom rule plugins."""
+    observability: ProjectObservability = ProjectObservability()
+    """Metrics endpoint and tracing (see docs/observability.md)."""
 
 
 class EnvironmentFile(Section):

@@ -9,17 +9,26 @@ contiguous settled prefix, which is what file sources persist.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from dovetail.types import AckFn
 
 
 class Settlement:
-    """Counts the outstanding parts of one source message and acks it when none remain."""
+    """Counts the outstanding parts of one source message and acks it when none remain.
 
-    __slots__ = ("_ack", "_done", "pending")
+    ``observe`` (optional) is called with each settled part (an envelope whose ``outcome`` the
+    runner set: delivered, filtered, duplicate_skipped, dead_lettered or parked) before the
+    ack; a request/response source uses it to answer with the outcome of every part.
+    """
 
-    def __init__(self, ack: AckFn | None = None) -> None:
+    __slots__ = ("_ack", "_done", "_observe", "pending")
+
+    def __init__(
+        self, ack: AckFn | None = None, observe: Callable[[Any], None] | None = None
+    ) -> None:
         self._ack = ack
+        self._observe = observe
         self.pending = 1
         self._done = False
 
@@ -29,8 +38,11 @@ class Settlement:
             raise RuntimeError("settlement already completed")
         self.pending += parts
 
-    async def settle(self) -> None:
-        """Settle one part; the last part acks the source message."""
+    async def settle(self, part: Any = None) -> None:
+        """Settle one part (``part``: its envelope, for ``observe``); the last part acks the
+        source message."""
+        if self._observe is not None and part is not None:
+            self._observe(part)
         self.pending -= 1
         if self.pending == 0 and not self._done:
             self._done = True

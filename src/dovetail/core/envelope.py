@@ -63,6 +63,9 @@ class Envelope:
     failure: Failure | None = None
     dead_letter_id: int | None = None
     parked_id: int | None = None
+    outcome: str | None = None
+    """How the runner settled this part: delivered, filtered, duplicate_skipped,
+    dead_lettered or parked (set with its journal event)."""
 
     def derive(self, payload: Payload) -> Envelope:
         """A child message (split): same correlation id and source, its own id; shares the ack."""

@@ -6,6 +6,7 @@ import os
 import random
 import re
 import time
+from contextvars import ContextVar
 
 _bits = (
     random.SystemRandom().getrandbits
@@ -44,9 +45,19 @@ def new_trace_id() -> str:
     return os.urandom(16).hex()
 
 
+OUTGOING_SPAN_IDS: ContextVar[dict[str, str] | None] = ContextVar(
+    "dovetail_outgoing_span_ids", default=None
+)
+"""While tracing is on, in the task delivering a batch to one sink: the span id (16 hex) of
+the sink span of each trace id, so the outgoing ``traceparent`` names it as the parent."""
+
+
 def make_traceparent(trace_id: str) -> str:
-    """Build a ``traceparent`` header continuing ``trace_id`` with a new span id."""
-    return f"00-{trace_id}-{os.urandom(8).hex()}-01"
+    """Build a ``traceparent`` header continuing ``trace_id``: its parent is the current sink
+    span when tracing is on, else a new span id."""
+    spans = OUTGOING_SPAN_IDS.get()
+    span_id = spans.get(trace_id) if spans else None
+    return f"00-{trace_id}-{span_id or os.urandom(8).hex()}-01"
 
 
 def correlation_id_from_headers(headers: dict[str, str]) -> str:

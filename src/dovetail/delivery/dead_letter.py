@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 from dovetail.core.envelope import Envelope
+from dovetail.observability.masking import DEFAULT_POLICY, MaskPolicy
 from dovetail.store.base import DeadLetter
 
 
-def dead_letter_from(envelope: Envelope, flow: str, flow_version: str) -> DeadLetter:
+def dead_letter_from(
+    envelope: Envelope, flow: str, flow_version: str, policy: MaskPolicy = DEFAULT_POLICY
+) -> DeadLetter:
     """The DLQ record of a failed envelope: its original input, the failure marks and origin.
 
     The stored payload is the message as the source produced it, so a replay runs it through
-    the flow's current version from the first step. A replayed message keeps its DLQ id and
-    is updated in place, with the new failure appended to its history.
+    the flow's current version from the first step; views mask it when they show it. The
+    reason and detail are free text that may quote the payload (an exception message, a
+    partner's answer), so they are masked with the flow's ``policy`` before they are stored.
+    A replayed message keeps its DLQ id and is updated in place, with the new failure
+    appended to its history.
     """
     failure = envelope.failure
     if failure is None:
         raise ValueError("envelope has no failure to dead-letter")
+    payload = envelope.original if envelope.original is not None else envelope.payload
     return DeadLetter(
         id=envelope.dead_letter_id,
         flow=flow,
@@ -23,11 +30,11 @@ def dead_letter_from(envelope: Envelope, flow: str, flow_version: str) -> DeadLe
         message_id=envelope.id,
         correlation_id=envelope.correlation_id,
         step=failure.step,
-        reason=failure.reason,
+        reason=policy.text(failure.reason, payload=payload),
         error_class=failure.error_class,
         attempt=envelope.attempt,
-        payload=envelope.original if envelope.original is not None else envelope.payload,
+        payload=payload,
         headers=dict(envelope.headers),
         source_position=None if envelope.position is None else envelope.position.as_dict(),
-        detail=failure.detail,
+        detail=None if failure.detail is None else policy.text(failure.detail, payload=payload),
     )

@@ -1,7 +1,8 @@
 """Replay: re-drive dead-lettered messages through the flow's current version.
 
-Each dead letter becomes an envelope with its original payload, correlation id, headers
-(including its idempotency key) and DLQ id. Delivered or filtered -> the entry is marked
+Each dead letter becomes an envelope with its original message id, payload, correlation id,
+headers (including its idempotency key) and DLQ id, so ``dovetail trace`` shows the first run
+and every replay of a message as one journey. Delivered or filtered -> the entry is marked
 ``replayed``; failed again -> the same entry is reopened with the new failure appended to its
 history. A message that failed at one sink is replayed to that sink only; idempotency keys
 stop a second delivery of anything already delivered.
@@ -31,6 +32,7 @@ def envelope_from(letter: DeadLetter) -> Envelope:
     return Envelope(
         payload=letter.payload,
         settlement=Settlement(),
+        id=letter.message_id,
         correlation_id=letter.correlation_id,
         headers=dict(letter.headers),
         position=position,

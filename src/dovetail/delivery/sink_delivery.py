@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import anyio
+import structlog
 from aiolimiter import AsyncLimiter
 
 from dovetail.core.component import Sink
@@ -26,7 +27,11 @@ from dovetail.delivery.clock import Clock, SystemClock
 from dovetail.delivery.parking import Parked, ParkingLot
 from dovetail.delivery.retry import RetryPolicy
 from dovetail.errors import TransientError
+from dovetail.observability.events import FlowObserver
+from dovetail.observability.masking import policy_for
 from dovetail.store.base import Store
+
+log = structlog.get_logger("dovetail.delivery")
 
 IDEMPOTENCY_HEADER = "idempotency-key"
 ORDERING_HEADER = "x-dovetail-ordering-key"
@@ -71,6 +76,8 @@ class SinkDelivery:
         self.flow = flow
         self.store = store
         self.clock = clock or SystemClock()
+        self.observer: FlowObserver | None = None
+        """Told of retries, rate-limit waits and circuit changes; set by the runner."""
         self._limiter: AsyncLimiter | None = None
         if rate_limit:
             # a small bucket (1/50 s worth of tokens): any one-second window sees at most
@@ -100,7 +107,9 @@ class SinkDelivery:
         while pending:
             probe = False
             if self.breaker is not None:
+                before = self.breaker.state
                 probe = await self.breaker.wait_until_allowed(self.clock)
+                self._circuit_moved(before, self.breaker.state)
             sending = self._sendable(pending, probe)
             outcomes = await self._write(sending)
             retry: set[int] = set()
@@ -123,9 +132,11 @@ class SinkDelivery:
                 else:
                     result.failed.append(envelope)
             if self.breaker is not None:
+                before = self.breaker.state
                 self.breaker.record(
                     delivered=delivered_any, transient_failure=transient_any, clock=self.clock
                 )
+                self._circuit_moved(before, self.breaker.state)
             sent = {id(e) for e in sending}
             pending = [e for e in pending if id(e) in retry or id(e) not in sent]
             if retry:
@@ -134,6 +145,8 @@ class SinkDelivery:
                 if self.breaker is None or self.breaker.state != "open":
                     worst = max(tries[i] for i in retry)
                     wait = self.policy.backoff(worst, retry_after)
+                parking = self.parking is not None and wait > self.parking.park_after
+                self._retrying([e for e in pending if id(e) in retry], wait, parking)
                 if self.parking is not None and wait > self.parking.park_after:
                     self._park(pending, wait, result)
                     break
@@ -148,6 +161,45 @@ class SinkDelivery:
             self.parking.parking(len(result.parked))
         result.seconds = time.perf_counter() - started
         return result
+
+    def _retrying(self, envelopes: list[Envelope], wait: float, parking: bool) -> None:
+        """Log each message that failed transiently and will be tried again; tell observers."""
+        policy = policy_for(self.flow)
+        for envelope in envelopes:
+            failure = envelope.failure
+            log.info(
+                "delivery failed; will retry",
+                flow=self.flow,
+                step=self.step_name,
+                message_id=envelope.id,
+                correlation_id=envelope.correlation_id,
+                attempt=envelope.attempt,
+                error_class=failure.error_class if failure else None,
+                reason=policy.text(failure.reason, payload=envelope.original) if failure else None,
+                retry_in=round(wait, 3),
+                parked=parking,
+            )
+        if self.observer is not None:
+            self.observer.retried(self.flow, self.name, envelopes)
+
+    def _circuit_moved(self, before: str, after: str) -> None:
+        if before == after or self.breaker is None:
+            return
+        state = self.breaker.state
+        fields = {"flow": self.flow, "step": self.step_name, "state": state}
+        if state == "open":
+            log.warning(
+                "circuit opened: writes paused",
+                failures=self.breaker.failures,
+                reset_after=self.breaker.reset_after,
+                **fields,
+            )
+        elif state == "half_open":
+            log.info("circuit half-open: probing with one message", **fields)
+        else:
+            log.info("circuit closed: writes resumed", **fields)
+        if self.observer is not None:
+            self.observer.circuit_state(self.flow, self.name, state)
 
     def _park(self, pending: list[Envelope], wait: float, result: DeliveryResult) -> None:
         """Park every pending message until ``wait`` seconds from now: the failed ones with
@@ -233,14 +285,27 @@ class SinkDelivery:
         # rate-limited: each message takes its token just before it is written, and the
         # writes overlap (the sink's own concurrency bounds them), so pacing is per request
         outcomes: list[BaseException | None] = [None] * len(batch)
+        waited = [0.0]
 
         async def one(index: int, envelope: Envelope) -> None:
+            began = time.perf_counter()
             await limiter.acquire()
+            waited[0] += time.perf_counter() - began
             (outcomes[index],) = await self._write_once([envelope])
 
         async with anyio.create_task_group() as group:
             for index, envelope in enumerate(batch):
                 group.start_soon(one, index, envelope)
+        if waited[0] > 0.001:
+            log.debug(
+                "rate limit delayed writes",
+                flow=self.flow,
+                step=self.step_name,
+                messages=len(batch),
+                waited=round(waited[0], 3),
+            )
+        if self.observer is not None:
+            self.observer.rate_limit_wait(self.flow, self.name, waited[0])
         return outcomes
 
     async def _write_once(self, batch: list[Envelope]) -> list[BaseException | None]:

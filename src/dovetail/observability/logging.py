@@ -1,4 +1,9 @@
-"""Structured logs: JSON lines when not on a terminal, readable on one; secrets redacted."""
+"""Structured logs: JSON lines when not on a terminal, readable on one; secrets redacted.
+
+Every event value goes through the masking policy of the line's ``flow`` (the default policy
+when there is none): registered secrets, secret-like keys, e-mails, card numbers, IBANs,
+bearer tokens and JWTs never reach a log line.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,20 @@ from typing import Any
 
 import structlog
 
-from dovetail.observability.redaction import redact
+from dovetail.observability.masking import policy_for
+
+_PLAIN_KEYS = frozenset({"timestamp", "level", "logger"})
 
 
 def _redact_event(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Any:
+    flow = event.get("flow")
+    policy = policy_for(flow if isinstance(flow, str) else None)
     for key, value in list(event.items()):
-        if isinstance(value, str):
-            event[key] = redact(value)
+        if key in _PLAIN_KEYS:
+            continue
+        if isinstance(value, BaseException):
+            value = f"{type(value).__name__}: {value}"
+        event[key] = policy.value(key, value)
     return event
 
 
@@ -32,6 +44,7 @@ def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *([structlog.processors.format_exc_info] if use_json else []),
             _redact_event,
             renderer,
         ],

@@ -16,7 +16,7 @@ from ruamel.yaml.error import YAMLError
 
 from dovetail.config.model import ComponentRef, Flow
 from dovetail.mapping.sheet_loader import load_sheet
-from dovetail.observability.masking import MASK, mask_paths
+from dovetail.observability.masking import MASK, MaskPolicy
 from dovetail.projectdocs.model import (
     DeliveryDoc,
     EndpointDoc,
@@ -303,7 +303,7 @@ def case_summary(flow: Flow) -> tuple[int, Any]:
             continue
         given = data.get("input") if isinstance(data, dict) else None
         if isinstance(given, dict) and isinstance(given.get("message"), dict):
-            example = mask_paths(given["message"], flow.spec.observability.mask)
+            example = MaskPolicy.of_spec(flow.spec.observability).payload(given["message"])
             break
     return len(paths), example
 

@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 
 _SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")
-_BLOCK_START = re.compile(r"^(?:[#+\-=]|\d+[.)])(?=\s|$)|^[-=](?=[-=\s]*$)")
+_BLOCK_START = re.compile(r"^(?:#+|[+\-=]|\d+[.)])(?=\s|$)|^[-=](?=[-=\s]*$)")
 
 
 def text(value: object) -> str:

@@ -44,6 +44,8 @@ from dovetail.delivery.dead_letter import dead_letter_from
 from dovetail.delivery.parking import LEASE_SECONDS, POLL_SECONDS, parked_message
 from dovetail.delivery.sink_delivery import IDEMPOTENCY_HEADER, ORDERING_HEADER, DeliveryResult
 from dovetail.errors import DovetailError, PermanentError
+from dovetail.observability.events import FlowObserver, group, installed_for
+from dovetail.observability.masking import MaskPolicy, use_policy
 from dovetail.runtime.pipeline import Pipeline
 from dovetail.store.base import BatchRecord, Delivery, JournalEvent, ParkedMessage
 
@@ -107,7 +109,13 @@ def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
 class FlowRunner:
     """Drives one built pipeline until its source is exhausted (``once``) or it is stopped."""
 
-    def __init__(self, pipeline: Pipeline, *, on_progress: ProgressFn | None = None) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        on_progress: ProgressFn | None = None,
+        observers: Sequence[FlowObserver] = (),
+    ) -> None:
         self.pipeline = pipeline
         self.flow = pipeline.flow
         self.store = pipeline.context.store
@@ -120,6 +128,13 @@ class FlowRunner:
         self._work_scope: anyio.CancelScope | None = None
         self._pump_scope: anyio.CancelScope | None = None
         self._parked_entries: dict[int, ParkedMessage] = {}
+        self._mask = MaskPolicy.of_spec(self.flow.spec.observability)
+        use_policy(self.flow.name, self._mask)
+        self._observer = group([*observers, *installed_for(self.flow)])
+        """Metrics, tracing...: called once per batch and stage; ``None`` when nobody listens."""
+        for delivery in pipeline.sinks.values():
+            delivery.observer = self._observer
+        self._in_flight = 0
 
     def stop(self) -> None:
         """Stop reading; batches already read are finished, settled and committed (drain).
@@ -141,9 +156,13 @@ class FlowRunner:
     async def run(self) -> RunSummary:
         """Run to completion; returns the counts. Raises on store or source failure."""
         started = time.perf_counter()
+        log.info("flow started", flow=self.flow.name, version=self.flow.version)
+        with structlog.contextvars.bound_contextvars(flow=self.flow.name):
+            return await self._run(started)
+
+    async def _run(self, started: float) -> RunSummary:
         runtime = self.flow.spec.runtime
         lanes = runtime.workers
-        log.info("flow started", flow=self.flow.name, version=self.flow.version)
         await self.pipeline.open()
         try:
             await self._forget_old_keys()
@@ -156,6 +175,9 @@ class FlowRunner:
             async def emit(batch: list[Envelope]) -> None:
                 if not batch:
                     return
+                if self._observer is not None:
+                    self._in_flight += len(batch)
+                    self._observer.inbox_depth(self.flow.name, self._in_flight)
                 if len(senders) == 1:
                     await senders[0].send(batch)
                     return
@@ -199,6 +221,8 @@ class FlowRunner:
             await self.pipeline.source.commit()
         finally:
             self.summary.seconds = time.perf_counter() - started
+            if self._observer is not None:
+                self._observer.finished(self.flow.name)
             await self.pipeline.close()
         log.info("flow finished", **self.summary.as_dict())
         return self.summary
@@ -245,6 +269,11 @@ class FlowRunner:
         """Carry one batch from the source to settlement (steps 1-4 above)."""
         summary = self.summary
         summary.received += len(batch)
+        observer = self._observer
+        taken = 0.0
+        if observer is not None:
+            taken = time.perf_counter()
+            observer.received(self.flow.name, batch)
         record = BatchRecord(flow=self.flow.name)
         settled: list[Envelope] = []
         dead: list[Envelope] = []
@@ -267,8 +296,12 @@ class FlowRunner:
             if released:
                 released[0].set()
         for envelope in settled:
-            await envelope.settlement.settle()
+            await envelope.settlement.settle(envelope)
         await self.pipeline.source.commit()
+        if observer is not None:
+            observer.settled(self.flow.name, [*batch, *settled], time.perf_counter() - taken)
+            self._in_flight = max(0, self._in_flight - len(batch))
+            observer.inbox_depth(self.flow.name, self._in_flight)
         if self._on_progress is not None:
             self._on_progress(summary)
 
@@ -303,10 +336,21 @@ class FlowRunner:
     ) -> None:
         """Steps, routing, delivery and the durable settlement write of one batch."""
         summary = self.summary
+        observer = self._observer
         for step in self.pipeline.steps:
             if not live:
                 break
+            began = time.perf_counter()
             outcome = await self._run_step(step.name, step.process, live)
+            if observer is not None:
+                observer.step(
+                    self.flow.name,
+                    step.name,
+                    time.perf_counter() - began,
+                    outcome.passed,
+                    outcome.dropped,
+                    outcome.failed,
+                )
             for envelope in outcome.dropped:
                 self._journal(record, envelope, "filtered", step.name)
                 settled.append(envelope)
@@ -371,6 +415,16 @@ class FlowRunner:
             previous=previous,
         )
         record.parked.append(message)
+        log.info(
+            "message parked for a later attempt",
+            flow=self.flow.name,
+            step=f"sink:{sink}",
+            message_id=envelope.id,
+            correlation_id=envelope.correlation_id,
+            attempt=message.attempt,
+            next_attempt_at=due.isoformat(),
+            reason=self._mask.text(message.reason or "", payload=envelope.original),
+        )
         self._journal(
             record,
             envelope,
@@ -406,7 +460,7 @@ class FlowRunner:
         if halted is not None:
             # what was delivered is recorded above; the failed messages stay unacked
             for envelope in settled:
-                await envelope.settlement.settle()
+                await envelope.settlement.settle(envelope)
             settled.clear()
             raise halted
 
@@ -458,9 +512,12 @@ class FlowRunner:
             assert message.id is not None
             self._parked_entries[message.id] = message
         claimed_keys = await self._claim_keys(live)
+        began = time.perf_counter()
         try:
             await self._deliver_all(per_sink, record, settled, dead, redrive=True)
             await self._settle(record, dead, settled)
+            if self._observer is not None:
+                self._observer.settled(self.flow.name, settled, time.perf_counter() - began)
         finally:
             for message in claimed:
                 if message.id is not None:
@@ -503,6 +560,7 @@ class FlowRunner:
         self, live: list[Envelope], record: BatchRecord, settled: list[Envelope]
     ) -> dict[str, list[Envelope]]:
         per_sink: dict[str, list[Envelope]] = {}
+        dropped: list[Envelope] = []
         for envelope in live:
             targets = [t for t in (envelope.routes or self._sink_names) if t in self.pipeline.sinks]
             replay_sink = envelope.headers.get("x-dovetail-replay-sink")
@@ -512,12 +570,17 @@ class FlowRunner:
                 self._journal(record, envelope, "filtered", "route")
                 self.summary.filtered += 1
                 settled.append(envelope)
+                dropped.append(envelope)
                 continue
             if len(targets) > 1:
                 envelope.settlement.add(len(targets) - 1)
             per_sink.setdefault(targets[0], []).append(envelope)
             for target in targets[1:]:
                 per_sink.setdefault(target, []).append(copy.copy(envelope))
+        if dropped and self._observer is not None:
+            gone = {id(e) for e in dropped}
+            passed = [e for e in live if id(e) not in gone]
+            self._observer.step(self.flow.name, "route", 0.0, passed, dropped, [])
         return per_sink
 
     async def _deliver(
@@ -527,7 +590,15 @@ class FlowRunner:
         results: dict[str, DeliveryResult],
         redrive: bool = False,
     ) -> None:
-        results[name] = await self.pipeline.sinks[name].deliver(share, redrive=redrive)
+        observer = self._observer
+        if observer is not None:
+            observer.delivering(self.flow.name, name, share)
+        result = await self.pipeline.sinks[name].deliver(share, redrive=redrive)
+        results[name] = result
+        if observer is not None:
+            observer.delivered(self.flow.name, name, result.seconds, result)
+            if result.parked:
+                observer.parked(self.flow.name, name, [p.envelope for p in result.parked])
 
     def _dead_letter(self, dead: list[Envelope], record: BatchRecord) -> FlowHalted | None:
         """Add dead letters to the batch record; with ``dead_letter: false``, the halt."""
@@ -537,14 +608,15 @@ class FlowRunner:
         if not spec.delivery.dead_letter:
             first = dead[0]
             assert first.failure is not None
+            reason = self._mask.text(first.failure.reason, payload=first.original)
             return FlowHalted(
                 f"{self.flow.name}: message {first.id} failed at {first.failure.step}:"
-                f" {first.failure.reason} (dead_letter is off; {len(dead)} message(s) unacked)"
+                f" {reason} (dead_letter is off; {len(dead)} message(s) unacked)"
             )
         for envelope in dead:
             failure = envelope.failure
             assert failure is not None
-            letter = dead_letter_from(envelope, spec.flow, spec.version)
+            letter = dead_letter_from(envelope, spec.flow, spec.version, self._mask)
             if envelope.parked_id is not None and envelope.parked_id in self._parked_entries:
                 parked = self._parked_entries[envelope.parked_id]
                 letter.history = list(parked.history)
@@ -552,13 +624,22 @@ class FlowRunner:
             if failure.step.startswith("sink:"):
                 letter.headers["x-dovetail-replay-sink"] = failure.step[len("sink:") :]
             record.dead_letters.append(letter)
-            self.summary.reasons[failure.reason] += 1
+            self.summary.reasons[letter.reason] += 1
             self._journal(
                 record,
                 envelope,
                 "dead_lettered",
                 failure.step,
-                {"reason": failure.reason, "error_class": failure.error_class},
+                {
+                    "reason": letter.reason,
+                    "error_class": failure.error_class,
+                    "attempt": envelope.attempt,
+                },
+            )
+            payload_field = (
+                {"payload": self._mask.payload(letter.payload)}
+                if spec.observability.log_payloads == "masked"
+                else {}
             )
             log.warning(
                 "message dead-lettered",
@@ -567,9 +648,12 @@ class FlowRunner:
                 message_id=envelope.id,
                 correlation_id=envelope.correlation_id,
                 attempt=envelope.attempt,
-                reason=failure.reason,
+                reason=letter.reason,
+                **payload_field,
             )
         self.summary.dead_lettered += len(dead)
+        if self._observer is not None:
+            self._observer.dead_lettered(self.flow.name, dead)
         return None
 
     def _journal(
@@ -580,9 +664,12 @@ class FlowRunner:
         step: str | None,
         detail: dict[str, object] | None = None,
     ) -> None:
+        envelope.outcome = event
         info: dict[str, object] = dict(detail or {})
         if envelope.position is not None:
             info["position"] = envelope.position.describe()
+        if envelope.dead_letter_id is not None:
+            info["replay_of"] = envelope.dead_letter_id
         record.journal.append(
             JournalEvent(
                 message_id=envelope.id,

@@ -136,6 +136,41 @@ class DeadLetterQuery:
     """With ``limit``: keep the newest entries (still returned oldest first)."""
 
 
+@dataclass(slots=True)
+class KpiRow:
+    """One flow's activity over a time window, aggregated in the store (``Store.kpi_rows``).
+
+    Counts come from the journal events in the window, except ``dead_letters_open`` and
+    ``parked_now`` (the state now) and the replay figures (dead letters marked ``replayed``
+    whose replay settled in the window). Latencies are milliseconds from a message's creation
+    (the time in its UUIDv7 id) to each ``delivered`` event.
+    """
+
+    flow: str
+    messages: int = 0
+    """Distinct message ids settled (delivered, filtered, duplicate or dead-lettered)."""
+    failed_messages: int = 0
+    """Of those, the ones with a ``dead_lettered`` event."""
+    delivered: int = 0
+    filtered: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    parked: int = 0
+    """``parked`` events: a delivery attempt failed and was parked for later (or queued)."""
+    retries: int = 0
+    """Attempts beyond the first: of the deliveries and of the dead letters in the window."""
+    dead_letters_open: int = 0
+    parked_now: int = 0
+    replayed: int = 0
+    replay_seconds: float = 0.0
+    """Sum over ``replayed`` of the time from the last failure to the replay's settlement."""
+    latency_count: int = 0
+    latency_mean_ms: float | None = None
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
+    latency_p99_ms: float | None = None
+
+
 @runtime_checkable
 class Store(Protocol):
     """Durable state shared by a flow's components; SQLite by default, PostgreSQL to scale."""
@@ -177,6 +212,11 @@ class Store(Protocol):
     async def set_dead_letter_status(self, ids: list[int], status: str) -> int: ...
 
     async def journal_for(self, message_or_correlation_id: str) -> list[JournalEvent]: ...
+
+    async def kpi_rows(self, flow: str | None, since: datetime, until: datetime) -> list[KpiRow]:
+        """Per-flow KPI aggregates for ``since <= at < until`` (of one flow or all), computed
+        by the database, sorted by flow name."""
+        ...
 
     async def claim_parked(
         self, flow: str, now: datetime, lease: float, limit: int

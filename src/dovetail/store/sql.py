@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dovetail.errors import StoreError
-from dovetail.store import parked_sql
+from dovetail.store import kpi_sql, parked_sql
 from dovetail.store import schema as t
 from dovetail.store.base import (
     BatchRecord,
@@ -23,6 +23,7 @@ from dovetail.store.base import (
     DeadLetterQuery,
     InboxItem,
     JournalEvent,
+    KpiRow,
     ParkedMessage,
 )
 from dovetail.store.codec import (
@@ -465,3 +466,13 @@ class SqlStore:
             )
             for row in rows
         ]
+
+    async def kpi_rows(self, flow: str | None, since: datetime, until: datetime) -> list[KpiRow]:
+        """Per-flow KPI aggregates of the window (``kpi_sql``), on one connection."""
+        queries = kpi_sql.statements("postgresql", flow, since, until)
+        async with self.engine.connect() as conn:
+            results = {
+                name: await self._fetch(conn, sql, params)
+                for name, (sql, params) in queries.items()
+            }
+        return kpi_sql.assemble(results)

@@ -23,13 +23,14 @@ from typing import Any
 import orjson
 
 from dovetail.errors import StoreError
-from dovetail.store import parked_sql
+from dovetail.store import kpi_sql, parked_sql
 from dovetail.store.base import (
     BatchRecord,
     DeadLetter,
     DeadLetterQuery,
     InboxItem,
     JournalEvent,
+    KpiRow,
     ParkedMessage,
 )
 from dovetail.store.codec import decode_payload, encode_payload, history_entry, timestamp
@@ -361,6 +362,19 @@ class SqliteStore:
             )
             for message_id, correlation_id, flow, event, step, detail, at in rows
         ]
+
+    async def kpi_rows(self, flow: str | None, since: datetime, until: datetime) -> list[KpiRow]:
+        """Per-flow KPI aggregates of the window (``kpi_sql``), in one call to the thread."""
+        queries = kpi_sql.statements("sqlite", flow, since, until)
+
+        def query(connection: sqlite3.Connection) -> list[KpiRow]:
+            results = {
+                name: connection.execute(sql, params).fetchall()
+                for name, (sql, params) in queries.items()
+            }
+            return kpi_sql.assemble(results)
+
+        return await self._run(query)
 
     # -- parked retries ----------------------------------------------------------------------
 

@@ -409,3 +409,54 @@ def test_dovetail_run_serves_the_operation_end_to_end(project: Path) -> None:
             process.kill()
             process.wait()
     assert process.returncode == 0
+
+
+SPLIT = """\
+flow: orders-api
+version: 1.0.0
+source:
+  api:
+    openapi: schemas/orders-api.yaml
+    operation: createOrder
+    port: 0
+    timeout: 5s
+    response: {status: 201, body: '{"order_id": order_id, "status": "accepted"}'}
+steps:
+  - split: {path: '[$, {"order_id": parts, "total": total}]'}
+sink:
+  file: {path: out/orders.jsonl, format: jsonl}
+delivery: {retry: {attempts: 1}}
+"""
+
+
+def test_a_failed_split_child_fails_the_call(project: Path) -> None:
+    """The request's message is split in two; the second child is rejected by the sink."""
+    ok, rejected = call(
+        project,
+        SPLIT,
+        [
+            ("POST", "/orders", {"order_id": "A-1", "total": 1, "parts": "B-1"}, {}),
+            ("POST", "/orders", {"order_id": "A-2", "total": 1, "parts": "PERM-2"}, {}),
+        ],
+    )
+    assert ok.status_code == 201, ok.text
+    assert rejected.status_code == 422, rejected.text
+    assert rejected.json()["detail"] == "HTTP 422 from POST /sales-orders: unknown SKU"
+
+
+class ParkingSink(CaptureSink):
+    """Answers 429 with a Retry-After of two minutes: the message is parked."""
+
+    async def write(self, batch: Sequence[Envelope]) -> list[BaseException | None]:
+        return [TransientError("HTTP 429", retry_after=120) for _ in batch]
+
+
+def test_a_parked_message_is_202_accepted(project: Path) -> None:
+    flow = create_flow().replace(
+        "delivery: {retry: {attempts: 1}}", "delivery: {retry: {attempts: 3, max: 5m}}"
+    )
+    (answer,) = call(
+        project, flow, [("POST", "/orders", {"order_id": "A-9", "total": 1}, {})], ParkingSink("f")
+    )
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["status"] == "accepted"

@@ -6,31 +6,38 @@ from datetime import datetime
 from typing import Any
 
 from dovetail.config.loader import Project, load_flow
-from dovetail.observability.masking import mask_paths
+from dovetail.observability.masking import DEFAULT_POLICY, MaskPolicy
 from dovetail.store.base import DeadLetter, ParkedMessage
 
 
-def mask_for(project: Project) -> dict[str, list[str]]:
-    """Declared mask paths per flow name (flows that fail to load mask nothing extra)."""
-    masks: dict[str, list[str]] = {}
+def mask_for(project: Project) -> dict[str, MaskPolicy]:
+    """The masking policy per flow name.
+
+    Flows that fail to load get no declared paths but every detector (the default policy).
+    """
+    masks: dict[str, MaskPolicy] = {}
     for path in project.flow_paths():
         try:
             flow = load_flow(path, project, strict=False)
         except Exception:
             continue
-        masks[flow.name] = list(flow.spec.observability.mask)
+        masks[flow.name] = MaskPolicy.of_spec(flow.spec.observability)
     return masks
 
 
-def letter_view(letter: DeadLetter, mask: list[str], *, full: bool) -> dict[str, Any]:
-    """A dead letter as shown to people: payload masked."""
+def letter_view(letter: DeadLetter, mask: MaskPolicy | list[str], *, full: bool) -> dict[str, Any]:
+    """A dead letter as shown to people: payload, reason, detail and history masked.
+
+    ``mask`` is the flow's policy (a list of paths means those paths and every detector).
+    """
+    policy = mask if isinstance(mask, MaskPolicy) else MaskPolicy.of(mask)
     view: dict[str, Any] = {
         "id": letter.id,
         "flow": letter.flow,
         "flow_version": letter.flow_version,
         "status": letter.status,
         "step": letter.step,
-        "reason": letter.reason,
+        "reason": policy.text(letter.reason, payload=letter.payload),
         "error_class": letter.error_class,
         "attempt": letter.attempt,
         "first_failed_at": _iso(letter.first_failed_at),
@@ -40,25 +47,29 @@ def letter_view(letter: DeadLetter, mask: list[str], *, full: bool) -> dict[str,
         "source_position": _position(letter.source_position),
     }
     if full:
-        view["payload"] = mask_paths(letter.payload, mask)
-        view["detail"] = letter.detail
-        view["history"] = letter.history
+        view["payload"] = policy.payload(letter.payload)
+        view["detail"] = (
+            None if letter.detail is None else policy.text(letter.detail, payload=letter.payload)
+        )
+        view["history"] = policy.payload(letter.history)
     return view
 
 
-def parked_view(message: ParkedMessage) -> dict[str, Any]:
+def parked_view(message: ParkedMessage, policy: MaskPolicy = DEFAULT_POLICY) -> dict[str, Any]:
     """A parked message as shown to people (no payload: it waits to be sent as it is)."""
     return {
         "id": message.id,
         "flow": message.flow,
         "sink": message.sink,
-        "reason": message.reason,
+        "reason": policy.text(message.reason),
         "error_class": message.error_class,
         "attempt": message.attempt,
         "next_attempt_at": _iso(message.next_attempt_at),
         "first_failed_at": _iso(message.first_failed_at),
-        "ordering_key": message.ordering_key,
-        "idempotency_key": message.idempotency_key,
+        "ordering_key": policy.text(message.ordering_key) if message.ordering_key else None,
+        "idempotency_key": (
+            policy.text(message.idempotency_key) if message.idempotency_key else None
+        ),
         "correlation_id": message.correlation_id,
         "message_id": message.message_id,
         "dead_letter_id": message.dead_letter_id,

@@ -14,10 +14,11 @@ The answer is the acknowledgement: a caller that gets no answer (the process die
 so requests are not written to the durable inbox. An ``Idempotency-Key`` request header
 becomes the message's idempotency key, making such retries safe.
 
-How the outcome is read: the settlement ack of the message resolves the waiting request;
-the envelope the source emitted carries the final payload and ``failure`` marks, because
-steps and sinks update it in place. A failure of a child message made by a ``split`` step,
-or of a copy routed to a second sink, is not visible on that envelope (see the api docs).
+How the outcome is read: the settlement observes every settled part of the message (split
+children, copies routed to several sinks), each with the outcome the runner gave it; the ack
+resolves the waiting request. Any part dead-lettered → that part's failure is the answer; any
+part parked for a later retry → ``202 Accepted`` (it will be delivered; the caller must not
+send it again); otherwise the mapped response.
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ class _Call:
 
     envelope: Envelope
     settled: anyio.Event = field(default_factory=anyio.Event)
+    parts: list[Envelope] = field(default_factory=list)
+    """Every settled part of the message, with its ``outcome``."""
     abandoned: bool = False
     """The flow stopped before taking the message: answer 503."""
 
@@ -266,7 +269,7 @@ class ApiSource:
         async def ack() -> None:
             call.settled.set()
 
-        envelope.settlement = Settlement(ack)
+        envelope.settlement = Settlement(ack, observe=call.parts.append)
         send = self._send
         ids = {"x-correlation-id": envelope.correlation_id}
         ids["x-request-id"] = envelope.headers["x-request-id"]
@@ -288,10 +291,21 @@ class ApiSource:
             return problem_response(504, detail, headers=ids, message_id=envelope.id)
         if call.abandoned:
             return problem_response(503, "the flow stopped; retry later", headers=ids)
-        return self._answer(envelope, view, ids)
+        return self._answer(envelope, view, ids, call.parts)
 
-    def _answer(self, envelope: Envelope, view: RequestView, ids: dict[str, str]) -> Response:
-        failure = envelope.failure
+    def _answer(
+        self, envelope: Envelope, view: RequestView, ids: dict[str, str], parts: list[Envelope]
+    ) -> Response:
+        dead = [p for p in parts if p.outcome == "dead_lettered" and p.failure is not None]
+        failure = dead[0].failure if dead else envelope.failure
+        if not dead and any(p.outcome == "parked" for p in parts):
+            body = {
+                "status": "accepted",
+                "detail": "a target is unavailable; the message is kept and will be delivered",
+                "message_id": envelope.id,
+                "correlation_id": envelope.correlation_id,
+            }
+            return Response(orjson.dumps(body), 202, headers=ids, media_type="application/json")
         if failure is not None:
             status = 422 if failure.permanent else 503
             headers = dict(ids)

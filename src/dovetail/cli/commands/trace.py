@@ -1,0 +1,137 @@
+"""``dovetail trace ID``: the journey of a message, by message id or correlation id.
+
+Given a message id, the trace follows that message's correlation id too, so a message handed
+from one flow to another (a broker or the ``flow`` sink between them) is shown in every flow.
+Exit codes: 0 found; 1 the store could not be opened or holds nothing for the id.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import anyio
+import typer
+
+from dovetail.api import open_store
+from dovetail.cli import exit_codes
+from dovetail.cli.commands.dlq import mask_for
+from dovetail.cli.commands.project import current_project
+from dovetail.cli.render import console, fail, print_json, table
+from dovetail.config.loader import Project
+from dovetail.errors import DovetailError
+from dovetail.observability.journey import Journey, Stop, journeys_of
+from dovetail.observability.masking import DEFAULT_POLICY
+from dovetail.store.base import JournalEvent, Store
+
+
+async def journal_of(store: Store, ident: str) -> list[JournalEvent]:
+    """The events of ``ident`` (a message or correlation id), with those of every message
+    sharing the correlation id of a message asked for by its id; oldest first."""
+    events = await store.journal_for(ident)
+    correlations = sorted({e.correlation_id for e in events} - {ident})
+    if not correlations or any(e.correlation_id == ident for e in events):
+        return events
+    seen: set[tuple[Any, ...]] = set()
+    merged: list[JournalEvent] = []
+    for correlation in correlations:
+        for event in [*events, *await store.journal_for(correlation)]:
+            key = (event.message_id, event.flow, event.event, event.step, event.at)
+            if key not in seen:
+                seen.add(key)
+                merged.append(event)
+    merged.sort(key=lambda e: (e.at is None, e.at))
+    return merged
+
+
+def _masked(project: Project, events: list[JournalEvent]) -> list[JournalEvent]:
+    policies = mask_for(project)
+    for event in events:
+        if event.detail is not None:
+            event.detail = policies.get(event.flow, DEFAULT_POLICY).payload(event.detail)
+    return events
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 10_000:
+        return f"{value / 1000:.1f} s"
+    return f"{value:.0f} ms"
+
+
+def _what(stop: Stop) -> str:
+    if stop.event == "received":
+        return f"from {stop.position}" if stop.position else ""
+    if stop.event == "parked" and stop.next_attempt_at:
+        return f"next attempt {stop.next_attempt_at}: {stop.reason or ''}".rstrip(": ")
+    return stop.reason or ""
+
+
+def _clock(stop: Stop) -> str:
+    return "" if stop.at is None else stop.at.strftime("%H:%M:%S.%f")[:-3]
+
+
+def _print(journeys: list[Journey]) -> None:
+    """One table of every stop (times UTC), then one line per message with its full id."""
+    rows: list[list[Any]] = []
+    for number, journey in enumerate(journeys, start=1):
+        for index, stop in enumerate(journey.stops):
+            rows.append(
+                [
+                    f"#{number}" if index == 0 else "",
+                    journey.flow if index == 0 else "",
+                    _clock(stop),
+                    _ms(stop.latency_ms),
+                    stop.event,
+                    stop.step or "",
+                    "" if stop.attempt is None else stop.attempt,
+                    _what(stop),
+                ]
+            )
+    table(None, ["#", "flow", "at (UTC)", "+latency", "event", "step", "attempt", "detail"], rows)
+    flows = {j.flow for j in journeys}
+    correlations = sorted({j.correlation_id for j in journeys})
+    console.print(
+        f"{len(journeys)} message(s) in {len(flows)} flow(s); correlation id"
+        f" {', '.join(correlations)}"
+    )
+    for number, journey in enumerate(journeys, start=1):
+        received = journey.received_at
+        when = (
+            "" if received is None else f" received {received.isoformat(timespec='milliseconds')},"
+        )
+        console.print(
+            f"  #{number} {journey.flow} {journey.message_id}:{when}"
+            f" {journey.outcome.replace('_', '-')} after {_ms(journey.settled_ms)}"
+        )
+
+
+def trace(
+    ident: Annotated[str, typer.Argument(help="Message id or correlation id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """The journey of a message: received, each step and sink, retries, delivery or dead letter,
+    with the latency of each event; across flows sharing its correlation id."""
+    project = current_project()
+
+    async def load() -> list[JournalEvent]:
+        store = await open_store(project)
+        try:
+            return await journal_of(store, ident)
+        finally:
+            await store.close()
+
+    try:
+        events = anyio.run(load)
+    except DovetailError as exc:
+        fail(str(exc))
+        raise typer.Exit(exit_codes.RUNTIME_FAILURE) from None
+    journeys = journeys_of(_masked(project, events))
+    if as_json:
+        print_json({"id": ident, "messages": [j.as_dict() for j in journeys]})
+    elif journeys:
+        _print(journeys)
+    if not journeys:
+        if not as_json:
+            fail(f"no journal events for {ident!r} (a message id or a correlation id)")
+        raise typer.Exit(exit_codes.RUNTIME_FAILURE)
