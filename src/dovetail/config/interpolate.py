@@ -58,7 +58,7 @@ class Resolver:
             value = self.environ[name]
             if kind == "secret":
                 register_secret(value)
-                remember_origin(name, partial(self.environ.get, name))
+                remember_origin(name, partial(self.environ.get, name), value)
             return value, looked
         if kind == "secret":
             for folder in self.secret_dirs:
@@ -67,7 +67,7 @@ class Resolver:
                 if candidate.is_file():
                     secret = candidate.read_text(encoding="utf-8").strip()
                     register_secret(secret)
-                    remember_origin(name, partial(_read_file, candidate))
+                    remember_origin(name, partial(_read_file, candidate), secret)
                     return secret, looked
             for provider in self.providers:
                 looked.append(provider.describe(name))
@@ -78,7 +78,7 @@ class Resolver:
                     continue
                 if found is not None:
                     register_secret(found)
-                    remember_origin(name, partial(provider.read, name, fresh=True))
+                    remember_origin(name, partial(provider.read, name, fresh=True), found)
                     return found, looked
         return None, looked
 

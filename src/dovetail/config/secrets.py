@@ -177,12 +177,17 @@ def providers_for(project_root: Path, settings: SecretsSettings) -> list[SecretP
 
 _origins_lock = threading.Lock()
 _origins: dict[str, Callable[[], str | None]] = {}
+_names: dict[str, str] = {}
+"""Current value of each resolved secret -> its name (for ``refresh_value``)."""
 
 
-def remember_origin(name: str, reread: Callable[[], str | None]) -> None:
-    """Record how secret ``name`` is read again (called by the resolver)."""
+def remember_origin(name: str, reread: Callable[[], str | None], value: str | None = None) -> None:
+    """Record how secret ``name`` is read again, and its current ``value`` (called by the
+    resolver)."""
     with _origins_lock:
         _origins[name] = reread
+        if value:
+            _names[value] = name
 
 
 def refresh_secret(name: str) -> str:
@@ -201,4 +206,23 @@ def refresh_secret(name: str) -> str:
     if value is None:
         raise SecretError(f"secret {name!r} is no longer defined where it was found")
     register_secret(value)
+    with _origins_lock:
+        _names[value] = name
     return value
+
+
+def refresh_value(value: str) -> str | None:
+    """The current value of the secret whose value was ``value`` (read again from where it was
+    found), or ``None`` when ``value`` is not a resolved secret or cannot be read again.
+
+    Lets a component holding only resolved credentials (a sink's Basic password, bearer token
+    or API key) pick up a rotated secret after a 401.
+    """
+    with _origins_lock:
+        name = _names.get(value)
+    if name is None:
+        return None
+    try:
+        return refresh_secret(name)
+    except SecretError:
+        return None

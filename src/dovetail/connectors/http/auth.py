@@ -13,12 +13,14 @@ from __future__ import annotations
 import base64
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import anyio
 import httpx
 from pydantic import SecretStr, model_validator
 
+from dovetail.config.secrets import refresh_value
 from dovetail.connectors.http.classify import StatusPolicy, classify_exception, classify_response
 from dovetail.errors import MessageError, PermanentError, TransientError
 from dovetail.plugins.spec import ComponentConfig
@@ -98,10 +100,25 @@ class Authenticator(Protocol):
 
 
 class StaticAuthenticator:
-    """Fixed headers: none, Basic, Bearer or an API key."""
+    """Fixed headers: none, Basic, Bearer or an API key.
 
-    def __init__(self, headers: dict[str, str]) -> None:
+    With ``credentials`` (the resolved values the headers are built from) and ``build``, a 401
+    reads each credential's secret again from where it was found (environment, secret file,
+    Vault: ``refresh_value``); when one was rotated, the headers are rebuilt and the request is
+    retried once.
+    """
+
+    def __init__(
+        self,
+        headers: dict[str, str],
+        credentials: tuple[str, ...] = (),
+        build: Callable[[tuple[str, ...]], dict[str, str]] | None = None,
+    ) -> None:
         self._headers = headers
+        self._credentials = credentials
+        self._build = build
+        self._lock = anyio.Lock()
+        self.refreshed = 0
 
     def make_client(self, **client_options: Any) -> httpx.AsyncClient:
         return httpx.AsyncClient(**client_options)
@@ -110,7 +127,18 @@ class StaticAuthenticator:
         return dict(self._headers)
 
     async def renew(self, client: httpx.AsyncClient, sent: dict[str, str]) -> bool:
-        return False
+        if self._build is None or not self._credentials:
+            return False
+        async with self._lock:
+            if sent != self._headers:  # another request already picked up new credentials
+                return True
+            fresh = tuple(refresh_value(value) or value for value in self._credentials)
+            if fresh == self._credentials:
+                return False
+            self._credentials = fresh
+            self._headers = self._build(fresh)
+            self.refreshed += 1
+            return True
 
 
 class OAuth2ClientCredentials:
@@ -183,14 +211,29 @@ def build_authenticator(config: AuthConfig | None) -> Authenticator:
     if config is None:
         return StaticAuthenticator({})
     if config.basic is not None:
-        pair = f"{config.basic.username}:{config.basic.password.get_secret_value()}"
-        encoded = base64.b64encode(pair.encode()).decode("ascii")
-        return StaticAuthenticator({"authorization": f"Basic {encoded}"})
+        username = config.basic.username
+
+        def basic(values: tuple[str, ...]) -> dict[str, str]:
+            encoded = base64.b64encode(f"{username}:{values[0]}".encode()).decode("ascii")
+            return {"authorization": f"Basic {encoded}"}
+
+        password = (config.basic.password.get_secret_value(),)
+        return StaticAuthenticator(basic(password), password, basic)
     if config.bearer is not None:
-        token = config.bearer.token.get_secret_value()
-        return StaticAuthenticator({"authorization": f"Bearer {token}"})
+
+        def bearer(values: tuple[str, ...]) -> dict[str, str]:
+            return {"authorization": f"Bearer {values[0]}"}
+
+        token = (config.bearer.token.get_secret_value(),)
+        return StaticAuthenticator(bearer(token), token, bearer)
     if config.api_key is not None:
-        return StaticAuthenticator({config.api_key.header: config.api_key.value.get_secret_value()})
+        header = config.api_key.header
+
+        def api_key(values: tuple[str, ...]) -> dict[str, str]:
+            return {header: values[0]}
+
+        key = (config.api_key.value.get_secret_value(),)
+        return StaticAuthenticator(api_key(key), key, api_key)
     assert config.oauth2_client_credentials is not None
     return OAuth2ClientCredentials(config.oauth2_client_credentials)
 
