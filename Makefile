@@ -28,6 +28,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/batch_pipeline.py
+	$(BIN)/python bench/reconcile.py
 
 docs: $(STAMP)
 	$(BIN)/python -m dovetail.docgen
