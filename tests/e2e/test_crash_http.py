@@ -83,7 +83,7 @@ def test_http_partner_accepts_every_key_exactly_once_across_50_kills(tmp_path: P
         harness = CrashHarness(
             tmp_path,
             kills=KILLS,
-            interval=(0.2, 1.2),
+            interval=(0.1, 0.8),
             seed=20261125,
             env={"PARTNER_URL": partner.url},
             activity=lambda: partner.request_count,
