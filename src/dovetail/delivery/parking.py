@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from dovetail.core.envelope import Envelope
+from dovetail.core.ack import Settlement
+from dovetail.core.envelope import Envelope, SourcePosition
 from dovetail.store.base import ParkedMessage, Store
 
 IDEMPOTENCY_HEADER = "idempotency-key"
@@ -130,4 +131,30 @@ def parked_message(
         dead_letter_id=envelope.dead_letter_id,
         first_failed_at=None if previous is None else previous.first_failed_at,
         history=[] if previous is None else list(previous.history),
+    )
+
+
+def envelope_of(message: ParkedMessage) -> Envelope:
+    """The envelope that re-sends a parked message to its sink (the steps already ran)."""
+    position = None
+    if message.source_position:
+        raw = message.source_position
+        position = SourcePosition(
+            kind=str(raw.get("kind", "parked")),
+            ref=str(raw.get("ref", "")),
+            offset=raw.get("offset"),
+            line=raw.get("line"),
+        )
+    return Envelope(
+        payload=message.payload,
+        settlement=Settlement(),
+        id=message.message_id,
+        correlation_id=message.correlation_id,
+        headers=dict(message.headers),
+        position=position,
+        attempt=message.attempt,
+        original=message.original,
+        routes=(message.sink,),
+        dead_letter_id=message.dead_letter_id,
+        parked_id=message.id,
     )

@@ -26,84 +26,30 @@ from __future__ import annotations
 
 import copy
 import time
-import zlib
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import anyio
 import structlog
 from anyio.abc import ObjectReceiveStream
 
-from dovetail.core.ack import Settlement
 from dovetail.core.component import StepOutcome
-from dovetail.core.envelope import Envelope, SourcePosition
+from dovetail.core.envelope import Envelope
 from dovetail.core.steps import mark_failed
 from dovetail.delivery.dead_letter import dead_letter_from
-from dovetail.delivery.parking import LEASE_SECONDS, POLL_SECONDS, parked_message
-from dovetail.delivery.sink_delivery import IDEMPOTENCY_HEADER, ORDERING_HEADER, DeliveryResult
-from dovetail.errors import DovetailError, PermanentError
+from dovetail.delivery.parking import LEASE_SECONDS, POLL_SECONDS, envelope_of, parked_message
+from dovetail.delivery.sink_delivery import IDEMPOTENCY_HEADER, DeliveryResult
+from dovetail.errors import PermanentError
 from dovetail.observability.events import FlowObserver, group, installed_for
 from dovetail.observability.masking import MaskPolicy, use_policy
+from dovetail.runtime.keys import assign_lanes, stamp_idempotency_key
 from dovetail.runtime.pipeline import Pipeline
+from dovetail.runtime.summary import FlowHalted, ProgressFn, RunSummary, first_error
 from dovetail.store.base import BatchRecord, Delivery, JournalEvent, ParkedMessage
 
+__all__ = ["FlowHalted", "FlowRunner", "ProgressFn", "RunSummary", "first_error"]
+
 log = structlog.get_logger("dovetail.runner")
-
-
-class FlowHalted(DovetailError):
-    """A message failed permanently in a flow with ``dead_letter: false``; the flow stops."""
-
-
-@dataclass
-class RunSummary:
-    """Counts of one run of a flow."""
-
-    flow: str
-    received: int = 0
-    delivered: Counter[str] = field(default_factory=Counter)
-    duplicates: int = 0
-    filtered: int = 0
-    dead_lettered: int = 0
-    retries: int = 0
-    parked: int = 0
-    """Messages parked in the store for a later attempt (a long backoff or Retry-After)."""
-    redriven: int = 0
-    """Parked messages the retry pump sent again."""
-    reasons: Counter[str] = field(default_factory=Counter)
-    seconds: float = 0.0
-
-    @property
-    def delivered_total(self) -> int:
-        return sum(self.delivered.values())
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "flow": self.flow,
-            "received": self.received,
-            "delivered": dict(self.delivered),
-            "duplicates_skipped": self.duplicates,
-            "filtered": self.filtered,
-            "dead_lettered": self.dead_lettered,
-            "retries": self.retries,
-            "parked": self.parked,
-            "redriven": self.redriven,
-            "dead_letter_reasons": dict(self.reasons),
-            "seconds": round(self.seconds, 3),
-        }
-
-
-ProgressFn = Callable[[RunSummary], None]
-
-
-def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The first real error inside a (nested) exception group, for a readable failure."""
-    for error in group.exceptions:
-        if isinstance(error, BaseExceptionGroup):
-            return first_error(error)
-        return error
-    return group
 
 
 class FlowRunner:
@@ -181,7 +127,9 @@ class FlowRunner:
                 if len(senders) == 1:
                     await senders[0].send(batch)
                     return
-                for lane, share in self._lanes(batch, len(senders)).items():
+                for lane, share in assign_lanes(
+                    batch, len(senders), self.pipeline.ordering_key
+                ).items():
                     await senders[lane].send(share)
 
             async def read() -> None:
@@ -227,29 +175,6 @@ class FlowRunner:
         log.info("flow finished", **self.summary.as_dict())
         return self.summary
 
-    def _lanes(self, batch: list[Envelope], lanes: int) -> dict[int, list[Envelope]]:
-        """Split a batch by the hash of each message's ordering key (stable across runs)."""
-        shares: dict[int, list[Envelope]] = {}
-        expression = self.pipeline.ordering_key
-        assert expression is not None
-        for envelope in batch:
-            lane = 0
-            if envelope.failure is None:
-                try:
-                    value = expression.evaluate(envelope.payload)
-                except Exception as exc:
-                    mark_failed(envelope, "delivery", exc)
-                else:
-                    if value is None or isinstance(value, dict | list):
-                        reason = f"ordering key {expression.source!r} gave no scalar value"
-                        mark_failed(envelope, "delivery", PermanentError(reason))
-                    else:
-                        key = str(value)
-                        envelope.headers[ORDERING_HEADER] = key
-                        lane = zlib.crc32(key.encode()) % lanes
-            shares.setdefault(lane, []).append(envelope)
-        return shares
-
     async def _forget_old_keys(self) -> None:
         if self.store is None:
             return
@@ -283,7 +208,7 @@ class FlowRunner:
                 envelope.original = envelope.payload
             if envelope.failure is not None:
                 dead.append(envelope)
-            elif self._stamp_key(envelope):
+            elif stamp_idempotency_key(envelope, self.pipeline.idempotency_key):
                 live.append(envelope)
             else:
                 dead.append(envelope)
@@ -499,7 +424,7 @@ class FlowRunner:
         per_sink: dict[str, list[Envelope]] = {}
         live: list[Envelope] = []
         for message in claimed:
-            envelope = _envelope_of(message)
+            envelope = envelope_of(message)
             if message.sink not in self.pipeline.sinks:
                 reason = f"parked for sink {message.sink!r}, which the flow no longer has"
                 mark_failed(envelope, f"sink:{message.sink}", PermanentError(reason))
@@ -525,23 +450,6 @@ class FlowRunner:
             released = [self._claims.pop(key) for key in claimed_keys]
             if released:
                 released[0].set()
-
-    def _stamp_key(self, envelope: Envelope) -> bool:
-        """Evaluate the idempotency key on the input message; False when it cannot be."""
-        expression = self.pipeline.idempotency_key
-        if expression is None or IDEMPOTENCY_HEADER in envelope.headers:
-            return True
-        try:
-            value = expression.evaluate(envelope.payload)
-        except Exception as exc:
-            mark_failed(envelope, "delivery", exc)
-            return False
-        if value is None or isinstance(value, dict | list) or value == "":
-            reason = f"idempotency key {expression.source!r} gave no scalar value"
-            mark_failed(envelope, "delivery", PermanentError(reason))
-            return False
-        envelope.headers[IDEMPOTENCY_HEADER] = str(value)
-        return True
 
     async def _run_step(
         self, name: str, process: Callable[..., object], live: list[Envelope]
@@ -680,29 +588,3 @@ class FlowRunner:
                 detail=info or None,
             )
         )
-
-
-def _envelope_of(message: ParkedMessage) -> Envelope:
-    """The envelope that re-sends a parked message to its sink (the steps already ran)."""
-    position = None
-    if message.source_position:
-        raw = message.source_position
-        position = SourcePosition(
-            kind=str(raw.get("kind", "parked")),
-            ref=str(raw.get("ref", "")),
-            offset=raw.get("offset"),
-            line=raw.get("line"),
-        )
-    return Envelope(
-        payload=message.payload,
-        settlement=Settlement(),
-        id=message.message_id,
-        correlation_id=message.correlation_id,
-        headers=dict(message.headers),
-        position=position,
-        attempt=message.attempt,
-        original=message.original,
-        routes=(message.sink,),
-        dead_letter_id=message.dead_letter_id,
-        parked_id=message.id,
-    )
