@@ -42,6 +42,18 @@ class SourcePosition:
     def as_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "ref": self.ref, "offset": self.offset, "line": self.line}
 
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any] | None, kind: str) -> SourcePosition | None:
+        """The position stored by ``as_dict`` (``None`` for none); ``kind`` when it has none."""
+        if not raw:
+            return None
+        return cls(
+            kind=str(raw.get("kind", kind)),
+            ref=str(raw.get("ref", "")),
+            offset=raw.get("offset"),
+            line=raw.get("line"),
+        )
+
 
 @dataclass(slots=True)
 class Envelope:

@@ -136,15 +136,7 @@ def parked_message(
 
 def envelope_of(message: ParkedMessage) -> Envelope:
     """The envelope that re-sends a parked message to its sink (the steps already ran)."""
-    position = None
-    if message.source_position:
-        raw = message.source_position
-        position = SourcePosition(
-            kind=str(raw.get("kind", "parked")),
-            ref=str(raw.get("ref", "")),
-            offset=raw.get("offset"),
-            line=raw.get("line"),
-        )
+    position = SourcePosition.from_dict(message.source_position, "parked")
     return Envelope(
         payload=message.payload,
         settlement=Settlement(),

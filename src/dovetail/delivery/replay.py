@@ -20,15 +20,7 @@ from dovetail.store.base import DeadLetter
 
 def envelope_from(letter: DeadLetter) -> Envelope:
     """The envelope that re-drives ``letter``."""
-    position = None
-    if letter.source_position:
-        raw = letter.source_position
-        position = SourcePosition(
-            kind=str(raw.get("kind", "dlq")),
-            ref=str(raw.get("ref", "")),
-            offset=raw.get("offset"),
-            line=raw.get("line"),
-        )
+    position = SourcePosition.from_dict(letter.source_position, "dlq")
     return Envelope(
         payload=letter.payload,
         settlement=Settlement(),
