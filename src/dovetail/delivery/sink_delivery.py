@@ -79,6 +79,7 @@ class SinkDelivery:
         self.observer: FlowObserver | None = None
         """Told of retries, rate-limit waits and circuit changes; set by the runner."""
         self._limiter: AsyncLimiter | None = None
+        self._slots: anyio.CapacityLimiter | None = None
         if rate_limit:
             # a small bucket (1/50 s worth of tokens): any one-second window sees at most
             # ``rate`` plus that burst, i.e. within 2 % of the limit
@@ -283,15 +284,22 @@ class SinkDelivery:
         if limiter is None:
             return await self._write_once(batch)
         # rate-limited: each message takes its token just before it is written, and the
-        # writes overlap (the sink's own concurrency bounds them), so pacing is per request
+        # writes overlap. A message first takes one of the sink's concurrency slots (shared by
+        # the flow's workers), then its token: a token is never held while the request waits
+        # for a connection, so requests freed by a slow answer cannot reach the partner in a
+        # burst above the rate.
+        if self._slots is None:
+            self._slots = anyio.CapacityLimiter(_concurrency_of(self.sink))
+        slots = self._slots
         outcomes: list[BaseException | None] = [None] * len(batch)
         waited = [0.0]
 
         async def one(index: int, envelope: Envelope) -> None:
-            began = time.perf_counter()
-            await limiter.acquire()
-            waited[0] += time.perf_counter() - began
-            (outcomes[index],) = await self._write_once([envelope])
+            async with slots:
+                began = time.perf_counter()
+                await limiter.acquire()
+                waited[0] += time.perf_counter() - began
+                (outcomes[index],) = await self._write_once([envelope])
 
         async with anyio.create_task_group() as group:
             for index, envelope in enumerate(batch):
@@ -319,3 +327,13 @@ class SinkDelivery:
             )
             return [error] * len(batch)
         return list(outcomes)
+
+
+_UNBOUNDED_WRITES = 64
+"""Concurrent rate-limited writes for a sink without a ``concurrency`` option."""
+
+
+def _concurrency_of(sink: Sink) -> int:
+    """How many writes the sink runs at once: its ``concurrency`` option, if it has one."""
+    value = getattr(getattr(sink, "config", None), "concurrency", None)
+    return value if isinstance(value, int) and value > 0 else _UNBOUNDED_WRITES
