@@ -34,6 +34,7 @@ inbox = sa.Table(
     sa.Column("headers", sa.Text, nullable=False),
     sa.Column("ref", sa.String(200), nullable=False),
     sa.Column("received_at", sa.Float, nullable=False),
+    sqlite_autoincrement=True,  # ids are never reused, even after the inbox drained empty
 )
 
 dead_letters = sa.Table(
@@ -113,5 +114,9 @@ parked = sa.Table(
 MIGRATIONS: list[tuple[int, list[sa.Table]]] = [
     (1, [checkpoints, inbox, dead_letters, deliveries, journal]),
     (2, [parked]),
+    (3, []),
 ]
-"""Schema versions in order, each with the tables it creates. Later versions add DDL here."""
+"""Schema versions in order, each with the tables it creates. Later versions add DDL here.
+
+Version 3 creates nothing: on SQLite it rebuilds ``dovetail_inbox`` with ``AUTOINCREMENT``
+(``sqlite_migrations.py``); PostgreSQL's inbox ids always came from a sequence."""

@@ -7,6 +7,7 @@ the record encodings below are shared, so both backends store the same values.
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -135,14 +136,25 @@ class SqlStore:
             raise StoreError("inbox insert returned no id")
         return int(key[0])
 
-    async def inbox_pending(self, flow: str, after_id: int, limit: int) -> list[InboxItem]:
-        query = (
-            sa.select(t.inbox)
-            .where(t.inbox.c.flow == flow, t.inbox.c.id > after_id)
+    async def inbox_pending(
+        self, flow: str, limit: int, skip: Collection[int] = ()
+    ) -> list[InboxItem]:
+        """The oldest ``limit`` rows of ``flow`` whose ids are not in ``skip``: the oldest
+        ids first (``limit`` plus one per skipped id), then the chosen rows, so a long
+        ``skip`` never becomes a statement with thousands of parameters."""
+        skipped = set(skip)
+        ids_query = (
+            sa.select(t.inbox.c.id)
+            .where(t.inbox.c.flow == flow)
             .order_by(t.inbox.c.id)
-            .limit(limit)
+            .limit(limit + len(skipped))
         )
         async with self.engine.connect() as conn:
+            ids = (await conn.execute(ids_query)).scalars().all()
+            chosen = [row_id for row_id in ids if row_id not in skipped][:limit]
+            if not chosen:
+                return []
+            query = sa.select(t.inbox).where(t.inbox.c.id.in_(chosen)).order_by(t.inbox.c.id)
             rows = (await conn.execute(query)).all()
         return [
             InboxItem(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -189,12 +189,16 @@ class SqliteStore:
             raise StoreError("inbox insert returned no id")
         return int(new_id)
 
-    async def inbox_pending(self, flow: str, after_id: int, limit: int) -> list[InboxItem]:
+    async def inbox_pending(
+        self, flow: str, limit: int, skip: Collection[int] = ()
+    ) -> list[InboxItem]:
+        """The oldest ``limit`` rows of ``flow`` whose ids are not in ``skip``."""
         sql = (
             "SELECT id, flow, payload, headers, ref, received_at FROM dovetail_inbox"
-            " WHERE flow = ? AND id > ? ORDER BY id LIMIT ?"
+            " WHERE flow = ? AND id NOT IN (SELECT value FROM json_each(?)) ORDER BY id LIMIT ?"
         )
-        rows = await self._run(lambda c: c.execute(sql, (flow, after_id, limit)).fetchall())
+        params = (flow, orjson.dumps(list(skip)).decode(), limit)
+        rows = await self._run(lambda c: c.execute(sql, params).fetchall())
         return [
             InboxItem(
                 id=row_id,

@@ -17,6 +17,8 @@ from dovetail.connectors.http.signature import sign
 from dovetail.connectors.http.source import WebhookSource
 from dovetail.core.envelope import Envelope
 from dovetail.errors import StoreError
+from dovetail.store.base import Store
+from dovetail.store.postgres import PostgresStore
 from dovetail.store.sqlite import SqliteStore
 from dovetail.testing.components import build_component
 
@@ -45,7 +47,7 @@ def signed_headers(body: bytes, timestamp: int | None = None) -> dict[str, str]:
 class Receiver:
     """A running webhook source, its store, and what it emitted."""
 
-    def __init__(self, source: WebhookSource, store: SqliteStore) -> None:
+    def __init__(self, source: WebhookSource, store: Store) -> None:
         self.source = source
         self.store = store
         self.emitted: list[Envelope] = []
@@ -71,12 +73,12 @@ class Receiver:
             return await client.post(self.url, content=body, headers=headers or {})
 
     async def pending(self) -> list[Any]:
-        return await self.store.inbox_pending(FLOW, 0, 100)
+        return await self.store.inbox_pending(FLOW, 100)
 
 
 @asynccontextmanager
 async def receiving(
-    tmp_path: Path, snippet: str = SIGNED, store: SqliteStore | None = None
+    tmp_path: Path, snippet: str = SIGNED, store: Store | None = None
 ) -> AsyncIterator[Receiver]:
     own_store = store is None
     store = store or SqliteStore(tmp_path / ".dovetail" / "state.db")
@@ -165,6 +167,66 @@ def test_pending_rows_are_emitted_again_after_a_restart(tmp_path: Path) -> None:
     anyio.run(main)
 
 
+def test_a_request_after_the_inbox_drained_empty_is_emitted_without_a_restart(
+    tmp_path: Path, store_factory: Callable[[], Store]
+) -> None:
+    async def main() -> None:
+        store = store_factory()
+        await store.open()
+        try:
+            async with receiving(tmp_path, store=store) as receiver:
+                for round_ in range(3):
+                    bodies = [orjson.dumps({"order_id": f"SO-{round_}-{n}"}) for n in range(3)]
+                    for body in bodies:
+                        assert (await receiver.post(body, signed_headers(body))).status_code == 202
+                    await receiver.wait_for(3 * (round_ + 1))
+                    for message in receiver.emitted[-3:]:
+                        await message.settlement.settle()
+                    await receiver.source.commit()
+                    assert await receiver.pending() == [], "drained empty before the next round"
+                keys = [message.payload["order_id"] for message in receiver.emitted]
+                assert keys == [f"SO-{r}-{n}" for r in range(3) for n in range(3)]
+        finally:
+            await store.close()
+
+    anyio.run(main)
+
+
+def test_a_row_committed_late_with_a_lower_id_is_still_emitted(
+    tmp_path: Path, fresh_postgres_url: str
+) -> None:
+    """Sequence values are taken at insert, rows become visible at commit: a reader that
+    remembered the highest id it saw would skip a row whose transaction committed last."""
+    import asyncpg
+
+    async def main() -> None:
+        store = PostgresStore(fresh_postgres_url)
+        await store.open()
+        slow_writer = await asyncpg.connect(fresh_postgres_url.replace("postgresql", "postgres"))
+        try:
+            snippet = "http: {path: /hooks/orders, poll_interval: 100ms}"
+            async with receiving(tmp_path, snippet, store=store) as receiver:
+                transaction = slow_writer.transaction()
+                await transaction.start()
+                late_id = await slow_writer.fetchval(
+                    "INSERT INTO dovetail_inbox (flow, payload, headers, ref, received_at)"
+                    " VALUES ($1, $2, '{}', 'late', 0) RETURNING id",
+                    FLOW,
+                    b'{"order_id": "late"}',
+                )
+                answer = await receiver.post(b'{"order_id": "early"}')
+                assert answer.json()["id"] > late_id
+                await receiver.wait_for(1)
+                await transaction.commit()
+                await receiver.wait_for(2)
+                assert [m.payload["order_id"] for m in receiver.emitted] == ["early", "late"]
+        finally:
+            await slow_writer.close()
+            await store.close()
+
+    anyio.run(main)
+
+
 def test_once_mode_drains_the_inbox_without_a_server(tmp_path: Path) -> None:
     async def main() -> list[Envelope]:
         store = SqliteStore(tmp_path / "state.db")
@@ -187,7 +249,7 @@ def test_once_mode_drains_the_inbox_without_a_server(tmp_path: Path) -> None:
             for message in emitted:
                 await message.settlement.settle()
             await source.commit()
-            assert await store.inbox_pending(FLOW, 0, 10) == []
+            assert await store.inbox_pending(FLOW, 10) == []
             await source.close()
             return emitted
         finally:

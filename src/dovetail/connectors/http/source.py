@@ -3,8 +3,10 @@
 Request path: size limit (413), signature and timestamp (401; a replay is 409), body parse
 (400, RFC 9457 problem+json), then ``store.inbox_put``; only after the store committed does the
 caller get ``202 {"status": "accepted", "id": ..., "correlation_id": ...}``. A store failure
-answers 503 so the caller retries. ``run`` emits inbox rows in id order; an acked row is
-deleted by ``commit()``, so rows left by a crash are emitted again on the next start.
+answers 503 so the caller retries. ``run`` emits every inbox row it has not emitted yet,
+oldest first, and remembers it as in flight until ``commit()`` deletes it once acked; rows
+left by a crash are emitted again on the next start. The drain never relies on ids growing:
+a row committed after a newer-id row was emitted is still found.
 """
 
 from __future__ import annotations
@@ -103,7 +105,8 @@ class WebhookSource:
         )
         self._socket: socket.socket | None = None
         self._wakeup = asyncio.Event()
-        self._last_id = 0
+        self._in_flight: set[int] = set()
+        """Ids of rows emitted and not yet deleted: the drain skips them."""
         self._acked: list[int] = []
         self.port: int | None = None
         """The bound port once ``open()`` ran (``None`` in once mode)."""
@@ -120,7 +123,7 @@ class WebhookSource:
 
     async def run(self, emit: Emit) -> None:
         """Serve requests and emit stored messages until cancelled (once: drain and return)."""
-        self._last_id = 0
+        self._in_flight = set(self._acked)  # acked, not yet deleted: never emitted again
         if self._once:
             await self._drain(emit)
             return
@@ -144,6 +147,7 @@ class WebhookSource:
         except BaseException:
             self._acked[:0] = ids
             raise
+        self._in_flight.difference_update(ids)
 
     async def close(self) -> None:
         """Release the socket if the server never took it over."""
@@ -184,10 +188,11 @@ class WebhookSource:
         assert store is not None
         while True:
             self._wakeup.clear()
-            items = await store.inbox_pending(self._flow, self._last_id, self.config.batch_size)
+            skip = frozenset(self._in_flight)
+            items = await store.inbox_pending(self._flow, self.config.batch_size, skip)
             if not items:
                 return
-            self._last_id = items[-1].id
+            self._in_flight.update(item.id for item in items)
             await emit([self._envelope(item) for item in items])
 
     def _envelope(self, item: InboxItem) -> Envelope:
