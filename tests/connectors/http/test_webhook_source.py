@@ -386,9 +386,15 @@ def test_other_methods_and_paths_are_refused_and_cancelling_stops_listening(
     async def main() -> None:
         async with receiving(tmp_path, "http: {path: /hooks}") as receiver:
             async with httpx.AsyncClient() as client:
-                assert (await client.get(receiver.url)).status_code == 405
+                wrong_method = await client.get(receiver.url)
+                assert wrong_method.status_code == 405
+                assert wrong_method.headers["allow"] == "POST"
                 wrong_path = receiver.url.replace("/hooks", "/other")
-                assert (await client.post(wrong_path, content=b"{}")).status_code == 404
+                not_found = await client.post(wrong_path, content=b"{}")
+                assert not_found.status_code == 404
+                for refused in (wrong_method, not_found):
+                    assert refused.headers["content-type"] == "application/problem+json"
+                    assert refused.headers["x-correlation-id"]
             assert await receiver.pending() == []
         async with httpx.AsyncClient() as client:
             with pytest.raises(httpx.ConnectError):
