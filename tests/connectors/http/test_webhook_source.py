@@ -412,3 +412,39 @@ def test_open_without_a_store_fails_clearly(tmp_path: Path) -> None:
 def test_path_must_be_absolute(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="must start with '/'"):
         build_component("source", "http: {path: hooks}", tmp_path)
+
+
+class SlowStore(SqliteStore):
+    """The real SQLite store, with inbox writes that take ``delay`` seconds."""
+
+    delay = 0.0
+
+    async def inbox_put(self, flow: str, payload: bytes, headers: dict[str, str], ref: str) -> int:
+        await anyio.sleep(self.delay)
+        return await super().inbox_put(flow, payload, headers, ref)
+
+
+def test_stopping_lets_a_request_under_way_finish_and_be_stored(tmp_path: Path) -> None:
+    body = b'{"order_id": "SO-late"}'
+
+    async def main() -> tuple[int, int]:
+        store = SlowStore(tmp_path / "state.db")
+        await store.open()
+        try:
+            answer: list[httpx.Response] = []
+            async with (
+                anyio.create_task_group() as clients,
+                receiving(tmp_path, store=store) as receiver,
+            ):
+                store.delay = 0.5
+
+                async def post() -> None:
+                    answer.append(await receiver.post(body, signed_headers(body)))
+
+                clients.start_soon(post)
+                await anyio.sleep(0.2)  # the request is being stored when the flow stops
+            return answer[0].status_code, len(await store.inbox_pending(FLOW, 10))
+        finally:
+            await store.close()
+
+    assert anyio.run(main) == (202, 1)
