@@ -173,7 +173,7 @@ def test_any_header_values_get_a_4xx_problem_with_a_correlation_id(
     assert problem["status"] == answer["status"] and problem["detail"]
 
 
-def test_the_property_run_reaches_the_signature_check_with_fresh_timestamps(
+def test_a_fresh_well_formed_request_is_judged_by_its_signature(
     tmp_path: Path,
 ) -> None:
     """A sanity check of the harness: a well-formed fresh request with a wrong signature is
