@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -29,22 +28,12 @@ from dovetail.store.base import (
     ParkedMessage,
     Store,
 )
-from dovetail.store.postgres import PostgresStore
 from dovetail.store.sqlite import SqliteStore
 from dovetail.testing.fakes import CaptureSink, ListSource
 from tests.store.conftest import fresh_postgres_url  # noqa: F401 (a fixture of any_store)
 from tests.store.values import any_text, payloads
 
 StoreFactory = Callable[[], Store]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
-    """A callable returning a new (unopened) store of either backend."""
-    if request.param == "sqlite":
-        return lambda: SqliteStore(tmp_path / "state.db")
-    url = request.getfixturevalue("fresh_postgres_url")
-    return lambda: PostgresStore(url)
 
 
 FLOW = """
