@@ -28,6 +28,7 @@ from dovetail.store.base import (
     ParkedMessage,
     Store,
 )
+from dovetail.store.codec import MAX_DEPTH
 from dovetail.store.sqlite import SqliteStore
 from dovetail.testing.fakes import CaptureSink, ListSource
 from tests.store.conftest import fresh_postgres_url  # noqa: F401 (a fixture of any_store)
@@ -73,31 +74,61 @@ def write_flow(project: Path) -> Flow:
     return load_flow(path)
 
 
-def test_a_message_the_store_refuses_is_stored_safely_and_the_rest_settles(
-    project: Path, any_store: StoreFactory
-) -> None:
+def nested(levels: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+def run_three(
+    project: Path, any_store: StoreFactory, second: dict[str, Any], reason: str
+) -> tuple[DeadLetter, set[str], list[str], ListSource, PickySink]:
+    """Orders 1, ``second`` (id 2, failed by the sink with ``reason``) and 3 through the flow."""
     flow = write_flow(project)
-    source = ListSource([{"id": i, "name": f"order {i}"} for i in (1, 2, 3)])
-    sink = PickySink(UNSTORABLE_REASON)
+    source = ListSource([{"id": 1, "name": "order 1"}, second, {"id": 3, "name": "order 3"}])
+    sink = PickySink(reason)
+    found: dict[str, Any] = {}
 
     async def main() -> None:
         store = any_store()
         await store.open()
         try:
             summary = await run_flow_async(flow, store=store, source=source, sinks={"a": sink})
-            (letter,) = await store.dead_letters(DeadLetterQuery(flow="orders"))
-            delivered = await store.delivered_keys("orders", "a", ["1", "2", "3"])
-            journal = [e.event for i in (1, 3) for e in await store.journal_for(_id(sink, i))]
+            (found["letter"],) = await store.dead_letters(DeadLetterQuery(flow="orders"))
+            found["keys"] = await store.delivered_keys("orders", "a", ["1", "2", "3"])
+            found["journal"] = [
+                e.event for i in (1, 3) for e in await store.journal_for(_id(sink, i))
+            ]
         finally:
             await store.close()
         assert summary.dead_lettered == 1 and summary.delivered == {"a": 2}
-        assert letter.message_id is not None and "stored in a safe form" in letter.reason
-        assert "partner answered: bad value" in letter.reason
-        assert isinstance(letter.payload, bytes) and b"'order 2'" in letter.payload
-        assert delivered == {"1", "3"}
-        assert journal == ["delivered", "delivered"]
 
     anyio.run(main)
+    return found["letter"], found["keys"], found["journal"], source, sink
+
+
+def test_a_reason_no_store_can_hold_is_cleaned_and_the_payload_kept(
+    project: Path, any_store: StoreFactory
+) -> None:
+    second = {"id": 2, "name": "order 2"}
+    letter, keys, journal, source, sink = run_three(project, any_store, second, UNSTORABLE_REASON)
+    assert letter.reason == "partner answered: bad value \ufffd \ufffd here"
+    assert letter.payload == second
+    assert keys == {"1", "3"} and journal == ["delivered", "delivered"]
+    assert source.acked == 3
+    assert [p["id"] for p in sink.received] == [1, 3]
+
+
+def test_a_message_the_store_refuses_is_stored_safely_and_the_rest_settles(
+    project: Path, any_store: StoreFactory
+) -> None:
+    second = {"id": 2, "name": "order 2", "deep": nested(MAX_DEPTH + 50)}
+    letter, keys, journal, source, sink = run_three(project, any_store, second, "rejected")
+    assert letter.reason.startswith("rejected (stored in a safe form, the store refused it:")
+    assert "nested deeper than" in letter.reason
+    assert isinstance(letter.payload, bytes) and b"'order 2'" in letter.payload
+    assert keys == {"1", "3"} and journal == ["delivered", "delivered"]
     assert source.acked == 3
     assert [p["id"] for p in sink.received] == [1, 3]
 

@@ -17,8 +17,9 @@ from dovetail.store.codec import (
     decode_payload,
     encode_json,
     encode_payload,
+    storable_text,
 )
-from tests.store.values import non_str_keyed, payloads, reader_values, same
+from tests.store.values import any_text, non_str_keyed, payloads, reader_values, same
 
 
 @given(reader_values)
@@ -85,6 +86,20 @@ def test_nesting_deeper_than_any_reader_allows_is_refused_clearly() -> None:
         inner = inner[0]
     with pytest.raises(UnstorableValue, match="nested deeper"):
         encode_json(deep)
+
+
+@given(any_text)
+def test_storable_text_is_what_every_store_keeps_and_leaves_the_rest_alone(text: str) -> None:
+    kept = storable_text(text)
+    kept.encode("utf-8")  # no lone surrogate (SQLite and PostgreSQL refuse them)
+    assert "\x00" not in kept  # no NUL (PostgreSQL refuses it)
+    assert len(kept) == len(text)
+    assert all(a == b or b == "\ufffd" for a, b in zip(text, kept, strict=True))
+    if (
+        "\x00" not in text
+        and text.encode("utf-8", "surrogatepass").decode("utf-8", "ignore") == text
+    ):
+        assert kept == text
 
 
 def _refuse(constant: str) -> None:

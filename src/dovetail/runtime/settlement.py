@@ -26,7 +26,7 @@ import structlog
 
 from dovetail.delivery.clock import Clock, SystemClock
 from dovetail.store.base import BatchRecord, DeadLetter, JournalEvent, ParkedMessage, Store
-from dovetail.store.codec import UnstorableValue, encode_json
+from dovetail.store.codec import UnstorableValue, encode_json, storable_text
 
 log = structlog.get_logger("dovetail.settlement")
 
@@ -199,7 +199,7 @@ def safe_record(part: BatchRecord, error: str) -> BatchRecord:
 def safe_text(text: str, field: str | None = None) -> str:
     """``text`` without what a database refuses (lone surrogates, NUL), within ``field``'s
     column length."""
-    cleaned = text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
+    cleaned = storable_text(text)
     limit = _LIMITS.get(field or "")
     return cleaned if limit is None else cleaned[:limit]
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from enum import Enum
@@ -39,8 +40,9 @@ from dovetail.store.base import DeadLetter
 TAG = "$dovetail:codec"
 """The key marking a tagged document (at the top) and tagged values (inside it)."""
 
-MAX_DEPTH = 512
-"""Deepest nesting the codec stores (the deepest any reader accepts is 512 levels)."""
+MAX_DEPTH = 1000
+"""Deepest nesting the codec stores (the deepest any reader accepts: the file source's
+``max_depth`` goes up to 1000)."""
 
 _TAGGED_PREFIX = b'{"' + TAG.encode() + b'":'
 _ORJSON_OPTIONS = (
@@ -51,6 +53,7 @@ _ORJSON_OPTIONS = (
 """Types orjson would write lossily (datetimes as text, subclasses as their base) are refused,
 so they take the tagged path."""
 
+_UNSTORABLE_CHARACTERS = re.compile("[\x00\ud800-\udfff]")
 _NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
@@ -111,6 +114,14 @@ def decode_json(data: bytes | str) -> Any:
             return _revive(document["value"])
         return document
     return orjson.loads(raw)
+
+
+def storable_text(text: str) -> str:
+    """``text`` as a text column of either store keeps it: a lone surrogate (SQLite and
+    PostgreSQL refuse it) and a NUL (PostgreSQL refuses it) become U+FFFD."""
+    if text.isprintable():  # the common case: neither a NUL nor a surrogate
+        return text
+    return _UNSTORABLE_CHARACTERS.sub("\ufffd", text)
 
 
 def encode_payload(payload: Any) -> bytes:
