@@ -93,8 +93,8 @@ def encode_json(value: Any) -> bytes:
         data = orjson.dumps(value, option=_ORJSON_OPTIONS)
     except TypeError:  # big integer, lone surrogate, bytes, Decimal, datetime, deep nesting
         return _encode_tagged(value)
-    if b"null" in data and _has_non_finite(value):  # orjson writes NaN and inf as null
-        return _encode_tagged(value)
+    if b"null" in data and orjson.loads(data) != value:  # orjson writes NaN and inf as null
+        return _encode_tagged(value)  # (reading back and comparing is faster than a walk)
     if type(value) is dict and TAG in value:
         return _encode_tagged(value)
     return data
@@ -138,20 +138,6 @@ def decode_payload(blob: bytes) -> Any:
     if blob.startswith(b"j:"):
         return decode_json(blob[2:])
     return decode_json(blob)
-
-
-def _has_non_finite(value: Any) -> bool:
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, float):
-            if not math.isfinite(item):
-                return True
-        elif isinstance(item, dict):
-            pending.extend(item.values())
-        elif isinstance(item, list | tuple):
-            pending.extend(item)
-    return False
 
 
 def _encode_tagged(value: Any) -> bytes:
