@@ -123,7 +123,10 @@ class SettlementWriter:
                 message_ids=sorted({e.message_id for e in part.journal}),
                 error=_describe(refused.error),
             )
-            await self._durably(safe)  # a refusal of the safe form is a bug: it propagates
+            try:
+                await self._durably(safe)
+            except _Refused as again:  # the safe form refused too: a bug, the flow stops
+                raise again.error from refused.error
 
     async def _durably(self, record: BatchRecord) -> None:
         """One ``settle_batch``, tried again while the store is unavailable."""
