@@ -10,6 +10,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from dovetail.api import open_store, run_flow_async
 from dovetail.cli import exit_codes
+from dovetail.cli.reasons import group_reasons
 from dovetail.cli.render import console, print_json, table
 from dovetail.config.loader import Project
 from dovetail.config.model import Flow
@@ -18,6 +19,7 @@ from dovetail.store.base import Store
 
 
 def print_summaries(summaries: list[RunSummary], *, as_json: bool) -> None:
+    """The counts of each flow, then its dead-letter reasons grouped by kind (or JSON)."""
     if as_json:
         print_json([s.as_dict() for s in summaries])
         return
@@ -57,9 +59,13 @@ def print_summaries(summaries: list[RunSummary], *, as_json: bool) -> None:
             "parked messages wait in the store for their next attempt:"
             " `dovetail dlq parked` lists them; a running flow sends them when due"
         )
-    reasons = [(s.flow, r, n) for s in summaries for r, n in s.reasons.most_common()]
-    if reasons:
-        table("dead-letter reasons", ["flow", "reason", "count"], reasons)
+    reasons = [
+        (s.flow, group.reason, group.count, group.where())
+        for s in summaries
+        for group in group_reasons(s.reasons.most_common())
+    ]
+    if reasons:  # one line per kind of reason, not per malformed row
+        table("dead-letter reasons", ["flow", "reason", "count", "first at"], reasons)
 
 
 async def run_flows(
