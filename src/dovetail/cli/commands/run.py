@@ -6,12 +6,12 @@ import signal
 import sys
 
 import anyio
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from dovetail.api import open_store, run_flow_async
 from dovetail.cli import exit_codes
+from dovetail.cli.progress import RunProgress
 from dovetail.cli.reasons import group_reasons
-from dovetail.cli.render import console, print_json, table
+from dovetail.cli.render import console, err_console, print_json, table
 from dovetail.config.loader import Project
 from dovetail.config.model import Flow
 from dovetail.runtime.runner import FlowRunner, ProgressFn, RunSummary, first_error
@@ -75,25 +75,13 @@ async def run_flows(
     store = await open_store(project)
     runners: list[FlowRunner] = []
     summaries: list[RunSummary] = []
-    bar = (
-        Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True
-        )
-        if progress
-        else None
-    )
-    tasks = {}
+    bar = RunProgress([f.name for f in flows], runners, err_console) if progress else None
     if bar is not None:
         bar.start()
-        tasks = {f.name: bar.add_task(f.name) for f in flows}
 
     def on_progress(summary: RunSummary) -> None:
         if bar is not None:
-            bar.update(
-                tasks[summary.flow],
-                description=f"{summary.flow}: {summary.received} read,"
-                f" {summary.delivered_total} delivered, {summary.dead_lettered} dead-lettered",
-            )
+            bar.update(summary)
 
     try:
         await _run_all(flows, store, once, on_progress, runners, summaries)
