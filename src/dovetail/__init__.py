@@ -58,6 +58,11 @@ def __getattr__(name: str) -> Any:
     return value
 
 
+def __dir__() -> list[str]:
+    """Module attributes, the public names included before their first use."""
+    return sorted({*globals(), *__all__})
+
+
 __version__ = "0.1.0"
 
 __all__ = [
