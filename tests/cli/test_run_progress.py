@@ -8,9 +8,11 @@ import re
 from pathlib import Path
 
 import anyio
+import pytest
 from rich.console import Console
 
 from dovetail.api import open_store, run_flow_async
+from dovetail.cli.commands import run as run_command
 from dovetail.cli.progress import RunProgress
 from dovetail.config.loader import load_flow, load_project
 from dovetail.core.component import MeasuredSource, ReadProgress
@@ -82,7 +84,7 @@ def test_the_progress_line_shows_bytes_percentage_and_time_left(project: Path) -
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=200, color_system=None)
     runners: list[FlowRunner] = []
-    display = RunProgress(["orders"], runners, console)
+    display = RunProgress(["orders"], console, lambda _flow: runners[0].pipeline.source)
     frames: list[str] = []
 
     def on_progress(summary: RunSummary) -> None:
@@ -114,7 +116,7 @@ def test_the_progress_line_shows_bytes_percentage_and_time_left(project: Path) -
 def test_a_source_without_a_size_shows_counts_only() -> None:
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=200, color_system=None)
-    display = RunProgress(["hooks"], [], console)
+    display = RunProgress(["hooks"], console)
     display.update(RunSummary(flow="hooks", received=3))
     with console.capture() as capture:
         console.print(display.bar.get_renderable())
@@ -122,3 +124,22 @@ def test_a_source_without_a_size_shows_counts_only() -> None:
     assert "hooks" in frame
     assert "3 read, 0 delivered, 0 dead-lettered" in frame
     assert "%" not in frame
+
+
+def test_dovetail_run_once_draws_the_measured_progress_line(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    size = _files(project, count=1)
+    out = io.StringIO()
+    terminal = Console(file=out, force_terminal=True, width=200, color_system=None)
+    monkeypatch.setattr(run_command, "err_console", terminal)
+    flows = [load_flow(project / "flows" / "orders.yaml")]
+
+    summaries = anyio.run(
+        lambda: run_command.run_flows(load_project(project), flows, once=True, progress=True)
+    )
+
+    assert summaries[0].received == 4000
+    drawn = out.getvalue()
+    assert "100%" in drawn
+    assert f"{format_bytes(size)} of {format_bytes(size)}" in drawn

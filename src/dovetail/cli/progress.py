@@ -1,13 +1,13 @@
 """The progress display of ``dovetail run --once``: one line per flow, on stderr.
 
-Every flow shows its counts; a flow whose source knows the size of its input (the ``file``
-source: the sizes of the files it found) also shows the bytes read of that size, a bar, the
-percentage and the time remaining.
+Every flow shows its counts; a flow whose source knows the size of its input (a
+``MeasuredSource``: the ``file`` source knows the sizes of the files it found) also shows the
+bytes read of that size, a bar, the percentage and the time remaining.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable
 
 from rich.console import Console
 from rich.progress import (
@@ -22,14 +22,25 @@ from rich.progress import (
 from rich.table import Column
 
 from dovetail.core.component import MeasuredSource, Source
-from dovetail.runtime.runner import FlowRunner, RunSummary
+from dovetail.runtime.runner import RunSummary
 from dovetail.safety.limits import format_bytes
+
+SourceOf = Callable[[str], Source | None]
+"""The source now reading a flow (by flow name), or None."""
+
+
+def _no_source(_flow: str) -> Source | None:
+    return None
 
 
 class RunProgress:
     """A live progress line per flow; ``update`` is the runner's ``on_progress`` callback."""
 
-    def __init__(self, flows: Iterable[str], runners: Sequence[FlowRunner], console: Console):
+    def __init__(
+        self, flows: Iterable[str], console: Console, source_of: SourceOf = _no_source
+    ) -> None:
+        """One line per flow in ``flows``, drawn on ``console``; ``source_of`` finds the
+        source a flow is reading from (its size and bytes read are shown when it knows them)."""
         # the counts come last and wrap on a narrow terminal, so the bar and ETA stay whole
         self.bar = Progress(
             SpinnerColumn(),
@@ -42,7 +53,7 @@ class RunProgress:
             console=console,
             transient=True,
         )
-        self._runners = runners
+        self._source_of = source_of
         self._tasks: dict[str, TaskID] = {
             name: self.bar.add_task(name, total=None, size="", counts="") for name in flows
         }
@@ -54,12 +65,6 @@ class RunProgress:
     def stop(self) -> None:
         """Remove the display (the summary table follows)."""
         self.bar.stop()
-
-    def _source_of(self, flow: str) -> Source | None:
-        for runner in self._runners:
-            if runner.flow.name == flow:
-                return runner.pipeline.source
-        return None
 
     def update(self, summary: RunSummary) -> None:
         """Show ``summary``'s counts and, when its source is measured, the bytes read."""

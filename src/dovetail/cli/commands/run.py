@@ -14,6 +14,7 @@ from dovetail.cli.reasons import group_reasons
 from dovetail.cli.render import console, err_console, print_json, table
 from dovetail.config.loader import Project
 from dovetail.config.model import Flow
+from dovetail.core.component import Source
 from dovetail.runtime.runner import FlowRunner, ProgressFn, RunSummary, first_error
 from dovetail.store.base import Store
 
@@ -75,7 +76,11 @@ async def run_flows(
     store = await open_store(project)
     runners: list[FlowRunner] = []
     summaries: list[RunSummary] = []
-    bar = RunProgress([f.name for f in flows], runners, err_console) if progress else None
+
+    def source_of(name: str) -> Source | None:
+        return next((r.pipeline.source for r in runners if r.flow.name == name), None)
+
+    bar = RunProgress([f.name for f in flows], err_console, source_of) if progress else None
     if bar is not None:
         bar.start()
 
