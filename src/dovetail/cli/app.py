@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from dovetail.config.model import Flow
     from dovetail.store.base import Store
 
-# Command modules are imported inside the commands that use them, never here: ``--help``,
-# ``--version`` and a command's own ``--help`` load nothing of the engine (a test checks it).
+# Command modules are imported inside the commands that use them, never here, so that
+# ``--help`` and ``--version`` load nothing of the engine (tests/cli/test_cli_startup.py).
 
 T = TypeVar("T")
 
