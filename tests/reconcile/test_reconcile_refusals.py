@@ -94,7 +94,7 @@ def test_renamed_target_field_passes_and_one_sided_fields_are_reported(data: Pat
     assert report["target_only_fields"] == ["erp_only"]
     assert report["source_only_fields"] == []
     text = runner.invoke(app, ["reconcile", "orders"]).output
-    assert "only in the target (differ on every matched record" in text
+    assert "only in the target (compared with a missing value" in text
     assert "erp_only" in text
 
 

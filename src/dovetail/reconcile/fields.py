@@ -131,7 +131,7 @@ def field_problems(config: ReconcileConfig, seen: SeenFields, locate: Locate) ->
 
 
 def one_sided_fields(config: ReconcileConfig, seen: SeenFields) -> dict[str, list[str]]:
-    """Compared fields that only one side holds (each differs on every matched record).
+    """Compared fields that only one side holds (each compared with a missing value).
 
     Empty when a side has no records or ``compare: listed`` (listed fields are checked by
     ``field_problems``).

@@ -95,7 +95,7 @@ def _rule_text(rule: dict[str, Any]) -> str:
 
 def rule_lines(report: ReconcileReport) -> list[str]:
     """When the run started and the rules it used, one plain-text line each; then the fields
-    only one side holds (they differ on every matched record)."""
+    only one side holds (each compared with a missing value)."""
     rules = report.rules
     started = report.summary()["started_at"] or "-"
     lines = [f"run at {started} ({report.duration_seconds:.2f} s)"]
@@ -117,7 +117,7 @@ def rule_lines(report: ReconcileReport) -> list[str]:
     ):
         if names:
             lines.append(
-                f"only in the {side} (differ on every matched record; ignore them or name"
+                f"only in the {side} (compared with a missing value; ignore them or name"
                 f" target_field): {', '.join(names)}"
             )
     return lines

@@ -70,9 +70,9 @@ class ReconcileReport:
     rules: dict[str, Any] = field(default_factory=dict)
     """The rules used: key, compare, field rules, ignore, mask, blank_is_null, threshold."""
     source_only_fields: list[str] = field(default_factory=list)
-    """Compared fields only the source holds (they differ on every matched record)."""
+    """Compared fields only the source holds (each compared with a missing value)."""
     target_only_fields: list[str] = field(default_factory=list)
-    """Compared fields only the target holds (they differ on every matched record)."""
+    """Compared fields only the target holds (each compared with a missing value)."""
     examples: dict[str, list[dict[str, Any]]] = field(
         default_factory=lambda: {name: [] for name in CATEGORIES}
     )
