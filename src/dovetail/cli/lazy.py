@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import import_module
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import typer
 import typer.main
-from typer import _click as click  # the click that typer builds its commands with
 from typer.core import TyperCommand, TyperGroup
+
+if TYPE_CHECKING:  # only for annotations: the click that this typer builds its commands with
+    from typer import _click as click
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +26,7 @@ class LazyCommand:
     module: str
     attribute: str
     help: str
-    """The one-line help shown in the command list (the command's docstring's first line)."""
+    """The help shown in the command list: the first paragraph of the command's docstring."""
 
     def load(self) -> click.Command:
         """Import the module and build the click command (named ``name``)."""
