@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
+from os import environ
 from typing import Any, TextIO
 
 import orjson
@@ -24,7 +24,7 @@ def output_width(stream: TextIO) -> int | None:
     ``COLUMNS`` set in the environment wins, as it does for every console program.
     """
     isatty = getattr(stream, "isatty", None)
-    if (isatty is not None and isatty()) or os.environ.get("COLUMNS"):
+    if (isatty is not None and isatty()) or environ.get("COLUMNS"):
         return None
     return PIPE_WIDTH
 
