@@ -22,6 +22,7 @@ import anyio
 import structlog
 
 from dovetail.config.model import Flow
+from dovetail.core.component import Source
 from dovetail.errors import ConfigError, DovetailError
 from dovetail.runtime.pipeline import build_pipeline
 from dovetail.runtime.runner import FlowHalted, FlowRunner, ProgressFn, RunSummary
@@ -71,6 +72,11 @@ class FlowSupervisor:
         self._runner: FlowRunner | None = None
         self._waiting: anyio.CancelScope | None = None
         self._stopping = False
+
+    @property
+    def source(self) -> Source | None:
+        """The source of the flow's current start (``None`` before the first start)."""
+        return None if self._runner is None else self._runner.pipeline.source
 
     def stop(self) -> None:
         """Drain the running flow (``FlowRunner.stop``) and start it no more."""

@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from dovetail.errors import StoreError
 from dovetail.store import kpi_sql, parked_sql
 from dovetail.store.base import (

@@ -6,19 +6,22 @@ import signal
 import sys
 
 import anyio
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from dovetail.api import open_store
 from dovetail.cli import exit_codes
-from dovetail.cli.render import console, print_json, table
+from dovetail.cli.progress import RunProgress
+from dovetail.cli.reasons import group_reasons
+from dovetail.cli.render import console, err_console, print_json, table
 from dovetail.config.loader import Project
 from dovetail.config.model import Flow
+from dovetail.core.component import Source
 from dovetail.runtime.runner import ProgressFn, RunSummary, first_error
 from dovetail.runtime.supervisor import FlowSupervisor
 from dovetail.store.base import Store
 
 
 def print_summaries(summaries: list[RunSummary], *, as_json: bool) -> None:
+    """The counts of each flow, then its dead-letter reasons grouped by kind (or JSON)."""
     if as_json:
         print_json([s.as_dict() for s in summaries])
         return
@@ -62,9 +65,13 @@ def print_summaries(summaries: list[RunSummary], *, as_json: bool) -> None:
         if s.error is not None:
             restarted = f" (restarted {s.restarts} time(s))" if s.restarts else ""
             console.print(f"flow {s.flow} failed{restarted}: {s.error}")
-    reasons = [(s.flow, r, n) for s in summaries for r, n in s.reasons.most_common()]
-    if reasons:
-        table("dead-letter reasons", ["flow", "reason", "count"], reasons)
+    reasons = [
+        (s.flow, group.reason, group.count, group.where())
+        for s in summaries
+        for group in group_reasons(s.reasons.most_common())
+    ]
+    if reasons:  # one line per kind of reason, not per malformed row
+        table("dead-letter reasons", ["flow", "reason", "count", "first at"], reasons)
 
 
 async def run_flows(
@@ -74,25 +81,17 @@ async def run_flows(
     store = await open_store(project)
     runners: list[FlowSupervisor] = []
     summaries: list[RunSummary] = []
-    bar = (
-        Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True
-        )
-        if progress
-        else None
-    )
-    tasks = {}
+
+    def source_of(name: str) -> Source | None:
+        return next((r.source for r in runners if r.flow.name == name), None)
+
+    bar = RunProgress([f.name for f in flows], err_console, source_of) if progress else None
     if bar is not None:
         bar.start()
-        tasks = {f.name: bar.add_task(f.name) for f in flows}
 
     def on_progress(summary: RunSummary) -> None:
         if bar is not None:
-            bar.update(
-                tasks[summary.flow],
-                description=f"{summary.flow}: {summary.received} read,"
-                f" {summary.delivered_total} delivered, {summary.dead_lettered} dead-lettered",
-            )
+            bar.update(summary)
 
     try:
         await _run_all(flows, store, once, on_progress, runners, summaries)
