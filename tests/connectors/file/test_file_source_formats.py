@@ -231,6 +231,20 @@ def test_xml_not_well_formed_fails_the_rest_of_the_file(kit: Any) -> None:
     assert bad.payload["file"] == "in/r.xml"
 
 
+def test_an_xml_file_with_a_doctype_is_one_failure_and_no_attribute_is_expanded(
+    kit: Any,
+) -> None:
+    kit.write(
+        "in/r.xml",
+        b'<!DOCTYPE rs [<!ENTITY i "INTERNAL">]>\n<rs>\n<r a="&i;"><v>1</v></r>\n</rs>\n',
+    )
+    envelopes = asyncio.run(kit.read(kit.source("file: {path: in/r.xml, record: r}")))
+    (bad,) = envelopes
+    assert failure_of(bad).permanent
+    assert failure_of(bad).reason.startswith("line 2: the document has a DOCTYPE declaration")
+    assert "INTERNAL" not in str(bad.payload) and bad.payload["file"] == "in/r.xml"
+
+
 def test_fixed_width_lines_are_cut_into_columns(kit: Any) -> None:
     kit.write("in/f.txt", "0001Ann       12.50\n0002Bob\n0003Cy        1.00EXTRA\n")
     source = kit.source(
