@@ -56,3 +56,43 @@ def test_file_to_file_flow_delivers_good_rows_and_dead_letters_the_bad_one(
 
     again = run_flow(project / "flows/orders.yaml")
     assert again.received == 0
+
+
+PER_MESSAGE = """\
+flow: invoices
+version: 1.0.0
+source:
+  file: {path: inbox/*.jsonl}
+sink:
+  file: {path: outbox/, format: json, filename: name}
+delivery:
+  retry: {attempts: 4, initial: 0.2s, park_after: null}
+"""
+
+
+def test_invalid_file_names_are_dead_lettered_at_the_first_attempt(project: Path) -> None:
+    (project / "flows/invoices.yaml").write_text(PER_MESSAGE, encoding="utf-8")
+    (project / "inbox").mkdir()
+    names = [".", "x" * 300, "good.json"]
+    (project / "inbox/i.jsonl").write_bytes(
+        b"".join(orjson.dumps({"name": n}) + b"\n" for n in names)
+    )
+
+    summary = run_flow(project / "flows/invoices.yaml")
+
+    assert summary.dead_lettered == 2 and summary.retries == 0
+    assert sorted(p.name for p in (project / "outbox").iterdir()) == ["good.json"]
+
+    async def dead_letters() -> list[tuple[int, str]]:
+        store = SqliteStore(project / ".dovetail/state.db")
+        await store.open()
+        try:
+            letters = await store.dead_letters(DeadLetterQuery(flow="invoices"))
+        finally:
+            await store.close()
+        return sorted((d.attempt, d.reason) for d in letters)
+
+    assert anyio.run(dead_letters) == [
+        (1, "filename '.' names a folder, not a file"),
+        (1, "filename has a part of 300 bytes; file names are limited to 255 bytes"),
+    ]
