@@ -105,6 +105,28 @@ def test_poison_csv_rows_are_failed_envelopes_and_the_file_continues(kit: Any) -
     assert [position_of(e).offset for e in envelopes] == list(range(6))
 
 
+def test_a_row_with_a_long_multi_line_field_is_reported_at_the_line_it_starts(kit: Any) -> None:
+    big = '2,"' + "y\n" * 150 + '"\n'  # a quoted field over 150 lines, over the limit
+    rows = ["id,note\n", '1,"a\nb"\n', big, '3,"c\n\xff"\n', "4," + "z" * 300 + "\n", "5,ok\n"]
+    kit.write("in/a.csv", "".join(rows).encode("latin-1"))
+    envelopes = asyncio.run(kit.read(kit.source("file: {path: in/a.csv, max_record_bytes: 200}")))
+    assert payloads(envelopes) == [{"id": "1", "note": "a\nb"}, {"id": "5", "note": "ok"}]
+    crossed, taken = 4, 0  # the physical line on which the row passes 200 bytes
+    for line in big.splitlines(keepends=True):
+        taken += len(line)
+        if taken > 200:
+            break
+        crossed += 1
+    bad = failures(envelopes)
+    assert [failure_of(e).reason for e in bad] == [
+        "line 4: record larger than the limit of 200 bytes (max_record_bytes),"
+        f" reached on line {crossed}",
+        "line 155: not valid utf-8 (byte 0xff at column 1 on line 156)",
+        "line 157: record larger than the limit of 200 bytes (max_record_bytes)",
+    ]
+    assert [position_of(e).line for e in envelopes] == [2, 4, 155, 157, 158]
+
+
 def test_csv_header_that_cannot_be_read_fails_the_whole_file(kit: Any) -> None:
     kit.write("in/a.csv", "id,id\n1,2\n")
     (envelope,) = asyncio.run(kit.read(kit.source("file: {path: in/a.csv}")))

@@ -62,7 +62,9 @@ def read_csv(stream: BinaryIO, options: ReaderOptions) -> Iterator[Record]:
     Blank lines are skipped. A row with the wrong number of fields, a row that breaks the
     CSV syntax or the size limit, or a line that does not decode is a poison record; the
     file continues on the next line (after the end of the quoted field the row broke in). A
-    header that cannot be read makes the file unreadable.
+    header that cannot be read makes the file unreadable. A reason starts with the line the
+    row starts on, as its position does, and names the physical line of the problem when
+    the row spans several lines (``line 4: record larger than ... , reached on line 9``).
     """
     limits = options.limits
     ensure_csv_field_limit(limits.max_record_bytes)
@@ -83,7 +85,7 @@ def read_csv(stream: BinaryIO, options: ReaderOptions) -> Iterator[Record]:
                 reason, text = exc.reason, exc.text
             else:
                 reason, text = (
-                    f"line {start}: malformed CSV: {_csv_message(exc)}",
+                    f"line {start}: malformed CSV{lines.on_line()}: {_csv_message(exc)}",
                     lines.record_text,
                 )
             if need_header:
