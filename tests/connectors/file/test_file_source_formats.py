@@ -127,6 +127,28 @@ def test_a_row_with_a_long_multi_line_field_is_reported_at_the_line_it_starts(ki
     assert [position_of(e).line for e in envelopes] == [2, 4, 155, 157, 158]
 
 
+def test_a_quote_never_closed_does_not_swallow_the_rest_of_the_file_silently(kit: Any) -> None:
+    kit.write("in/a.csv", 'id,note\n1,ok\n2,"cut off\n3,x\n4,y\n')
+    envelopes = asyncio.run(kit.read(kit.source("file: {path: in/a.csv}")))
+    assert payloads(envelopes) == [{"id": "1", "note": "ok"}]
+    (bad,) = failures(envelopes)
+    assert failure_of(bad).reason == (
+        "line 3: malformed CSV: a quoted field is never closed; it runs to the end of the file"
+        " on line 5"
+    )
+    assert bad.payload == '2,"cut off\n3,x\n4,y\n' and position_of(bad).line == 3
+
+
+def test_stray_and_doubled_quotes_are_still_read(kit: Any) -> None:
+    kit.write("in/a.csv", 'id,note\n1,x"y\n2,"a""b"\n3,"last"')
+    envelopes = asyncio.run(kit.read(kit.source("file: {path: in/a.csv}")))
+    assert payloads(envelopes) == [
+        {"id": "1", "note": 'x"y'},
+        {"id": "2", "note": 'a"b'},
+        {"id": "3", "note": "last"},
+    ]
+
+
 def test_csv_header_that_cannot_be_read_fails_the_whole_file(kit: Any) -> None:
     kit.write("in/a.csv", "id,id\n1,2\n")
     (envelope,) = asyncio.run(kit.read(kit.source("file: {path: in/a.csv}")))
