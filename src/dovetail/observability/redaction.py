@@ -35,8 +35,9 @@ REDACTED = "[REDACTED]"
 MIN_SECRET_LENGTH = 4
 """The shortest secret value that is redacted; shorter (non-empty) ones are refused."""
 
-_MIN_FRAGMENT = 6
-"""The shortest base64 fragment registered for a secret embedded in a longer encoded text."""
+_MIN_FRAGMENT = 4
+"""The shortest base64 fragment registered for a secret embedded in a longer encoded text
+(24 bits: a 4-character secret has a fragment of 4 or 5 characters in every alignment)."""
 
 _PERCENT_ESCAPE = re.compile(r"%[0-9A-F]{2}")
 
