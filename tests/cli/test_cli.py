@@ -70,7 +70,7 @@ def test_lint_with_env_requires_every_variable_and_secret(
     assert "undefined secret 'ERP_CLIENT_SECRET'" in result.output
     monkeypatch.setenv("ERP_URL", "http://erp.test")
     monkeypatch.setenv("ERP_TOKEN_URL", "http://erp.test/token")
-    monkeypatch.setenv("ERP_CLIENT_ID", "id")
+    monkeypatch.setenv("ERP_CLIENT_ID", "shop-client")
     monkeypatch.setenv("ERP_CLIENT_SECRET", "s3cr3t-value")
     monkeypatch.setenv("WEBHOOK_SECRET", "w3bh00k-value")
     result = runner.invoke(app, ["lint", "--env", "dev"])

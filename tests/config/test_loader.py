@@ -132,6 +132,24 @@ def test_missing_secret_in_strict_mode_names_every_place(project: Path) -> None:
     assert "environment variable NOPE_SECRET_X" in found
 
 
+@pytest.mark.parametrize("strict", [True, False])
+def test_a_secret_too_short_to_redact_is_refused_by_name_at_its_position(
+    project: Path, monkeypatch: pytest.MonkeyPatch, strict: bool
+) -> None:
+    monkeypatch.setenv("SHORT_PIN", "q7z")
+    text = GOOD.replace("out/orders.jsonl", "out/${secret:SHORT_PIN}.jsonl")
+    (found,) = problems(project, text, strict=strict)
+    assert found.startswith("flows/f.yaml:9:11: secret 'SHORT_PIN' is 3 character(s) long;")
+    assert "at least 4 characters" in found and "q7z" not in found
+
+
+def test_an_empty_secret_is_not_refused(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMPTY_SUFFIX", "")
+    path = project / "flows" / "f.yaml"
+    path.write_text(GOOD.replace(".jsonl", "${secret:EMPTY_SUFFIX}.jsonl"), encoding="utf-8")
+    assert load_flow(path).sinks["sink"].config.path == "out/orders.jsonl"
+
+
 def test_lenient_mode_keeps_unresolved_env_references(project: Path) -> None:
     path = project / "flows" / "f.yaml"
     path.write_text(

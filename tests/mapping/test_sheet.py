@@ -349,6 +349,10 @@ def test_every_problem_in_a_sheet_is_reported(project):
             "s.yaml:1:1: a YAML sheet is a list of fields, or a mapping with fields: [...]",
         ),
         ("- {target: a\n", "s.yaml:2:1: YAML syntax error"),
+        (
+            "- {target: a, source: " + "[" * 10_000 + "]" * 10_000 + "}\n",
+            "s.yaml:1:121: YAML syntax error: mappings and sequences nest deeper than 100",
+        ),
     ],
 )
 def test_yaml_sheet_errors_are_located(project, text, expected):

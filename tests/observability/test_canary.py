@@ -1,26 +1,33 @@
 """Canary: planted secrets and personal data never reach logs, DLQ views, traces or docs.
 
-A project plants a ``${secret:}`` API key (environment) and password (secret file) in its
-config, and e-mail addresses, a Luhn-valid card number, an IBAN, a JWT and a bearer token in
-its input. Its flow fails in every way: a malformed CSV row, a schema violation, a lookup
-miss, a Python step raising with the payload in its message, and a partner answering 401,
-400 and 500. Every log line of a real ``dovetail run --once``, every ``dlq list/show`` and
-``trace`` output, the generated docs and every file the run wrote (other than the store,
-which keeps payloads for replay, and the archived input) are scanned: no planted value may
-appear. The same project with ``detect: false`` shows that the scan finds them otherwise.
+A project plants a ``${secret:}`` API key (environment) and password (secret file, sent with
+HTTP Basic) in its config, and e-mail addresses, a Luhn-valid card number, an IBAN, a JWT and
+a bearer token in its input. Its flow fails in every way: a malformed CSV row, a schema
+violation, a lookup miss, a Python step raising with the payload in its message, and a
+partner answering 401, 400 and 500 that echoes the credentials it received, one encoding per
+answer (base64 of the secret and of the Basic ``user:secret`` pair, percent, JSON and hex).
+Every log line of a real ``dovetail run --once``, every ``dlq list/show`` and ``trace``
+output, the generated docs and every file the run wrote (other than the archived input) are
+scanned: no planted value may appear, and no form of a secret may appear in the raw store
+either (which keeps payloads, so personal data, for replay). The same project with
+``detect: false`` shows that the scan finds personal data otherwise.
 """
 
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import os
 import random
+import re
 import subprocess
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import anyio
 import pytest
@@ -48,8 +55,8 @@ steps:
 sink:
   http:
     url: ${env:PARTNER_URL}/sales-orders
-    auth: {bearer: {token: '${secret:CANARY_API_KEY}'}}
-    headers: {x-partner-password: '${secret:CANARY_PASSWORD}'}
+    auth: {basic: {username: canary-user, password: '${secret:CANARY_PASSWORD}'}}
+    headers: {x-api-key: '${secret:CANARY_API_KEY}'}
 delivery:
   retry: {attempts: 1, park_after: null}
 observability:
@@ -91,6 +98,71 @@ def _jwt() -> str:
     return f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part(claims)}.{uuid.uuid4().hex}"
 
 
+USER = "canary-user"
+"""The HTTP Basic user name of the canary flow."""
+
+
+def encodings(label: str, value: str) -> dict[str, str]:
+    """``value`` in every encoding a credential travels in, by a label naming the encoding."""
+    raw = value.encode()
+    std, url = base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()
+    percent = quote(value, safe="")
+    return {
+        label: value,
+        f"{label} base64": std,
+        f"{label} base64 unpadded": std.rstrip("="),
+        f"{label} base64url": url,
+        f"{label} base64url unpadded": url.rstrip("="),
+        f"{label} percent": percent,
+        f"{label} percent lower-case": re.sub(r"%[0-9A-F]{2}", lambda m: m[0].lower(), percent),
+        f"{label} percent path": quote(value),
+        f"{label} form": quote_plus(value),
+        f"{label} json": json.dumps(value)[1:-1],
+        f"{label} hex": raw.hex(),
+    }
+
+
+def echo_credentials() -> Callable[[dict[str, str]], str]:
+    """A partner's failure answer that echoes the credentials of the request, one encoding
+    per answer (in turn), as a careless partner's error page might."""
+    answers = itertools.count()
+
+    def echo(headers: dict[str, str]) -> str:
+        pair = base64.b64decode(headers["authorization"].split(" ", 1)[1]).decode()
+        password = pair.split(":", 1)[1]
+        forms = [
+            *encodings("api key", headers["x-api-key"]).values(),
+            *encodings("password", password).values(),
+            *encodings("basic pair", pair).values(),
+        ]
+        form = forms[next(answers) % len(forms)]
+        return f"request rejected; you sent {form} - check it"
+
+    return echo
+
+
+ECHOES = 3 * 11
+"""How many forms the partner echoes (three credentials, eleven encodings each)."""
+
+
+PARTNER_ANSWERS: list[int | str] = [401, 400, 500, *[400] * ECHOES]
+"""The partner's answers to the rows that reach it: all fail, each echoing credentials."""
+
+DEAD_LETTER_STEPS = sorted(
+    ["lookup", "python", "source", "validate", *["sink:sink"] * len(PARTNER_ANSWERS)]
+)
+"""The step of every dead letter the canary flow leaves, sorted."""
+
+
+def secret_forms(canaries: Canaries) -> dict[str, str]:
+    """Every encoded form of every planted secret."""
+    return {
+        **encodings("api key", canaries.api_key),
+        **encodings("password", canaries.password),
+        **encodings("basic pair", f"{USER}:{canaries.password}"),
+    }
+
+
 @dataclass
 class Canaries:
     api_key: str
@@ -107,8 +179,7 @@ class Canaries:
         spaced_card = " ".join(self.card[i : i + 4] for i in range(0, 16, 4))
         spaced_iban = " ".join(self.iban[i : i + 4] for i in range(0, len(self.iban), 4))
         return {
-            "api key": self.api_key,
-            "password": self.password,
+            **secret_forms(self),
             "email": self.email,
             "other email": self.other_email,
             "card": self.card,
@@ -124,8 +195,9 @@ class Canaries:
 def plant() -> Canaries:
     tag = uuid.uuid4().hex[:10]
     return Canaries(
-        api_key=f"ak_live_{uuid.uuid4().hex}",
-        password=f"pw-{uuid.uuid4().hex[:16]}",
+        # characters that encodings change: / + = ? & % : " \\ and a space
+        api_key=f"ak_live_{uuid.uuid4().hex}/+=?&%",
+        password=f'pw-{uuid.uuid4().hex[:16]} :"\\/+',
         email=f"jane.canary.{tag}@example.com",
         other_email=f"ops-{tag}@partner.example.org",
         card=_luhn_card(),
@@ -169,6 +241,8 @@ def make_project(
         f"D-4,acme,{c.email},{c.card},{c.iban},token={c.bearer}",
         f"E-5,acme,{c.other_email},{c.card},{c.iban},ok",
         f"F-6,acme,{c.email},{c.card},{c.iban},{c.jwt}",
+        # more answers from the partner, echoing the credentials
+        *(f"G-{i},acme,{c.email},{c.card},{c.iban},echo" for i in range(ECHOES)),
     ]
     (root / "inbox" / "orders.csv").write_text("\n".join(rows) + "\n")
 
@@ -194,24 +268,16 @@ def run_and_collect(
     """
     env = {**os.environ, "PARTNER_URL": partner.url, "CANARY_API_KEY": canaries.api_key}
     env.pop("DOVETAIL_STORE", None)
-    partner.script("/sales-orders", [401, 400, 500])
+    partner.script("/sales-orders", PARTNER_ANSWERS)
     run = dovetail(root, env, "run", "--once")
     assert run.returncode == 3, run.stdout + run.stderr
     texts = {"run stdout": run.stdout, "run stderr": run.stderr}
     listing = dovetail(root, env, "dlq", "list", "--json")
     assert listing.returncode == 0, listing.stderr
-    texts["dlq list"] = listing.stdout
+    texts["dlq list --json"] = listing.stdout
     letters = json.loads(listing.stdout)
     steps = sorted(letter["step"] for letter in letters)
-    assert steps == [
-        "lookup",
-        "python",
-        "sink:sink",
-        "sink:sink",
-        "sink:sink",
-        "source",
-        "validate",
-    ], steps
+    assert steps == DEAD_LETTER_STEPS, steps
     first = dovetail(root, env, "dlq", "show", str(letters[0]["id"]), "--json")
     assert first.returncode == 0, first.stderr
     texts["dlq show (process)"] = first.stdout + first.stderr
@@ -237,7 +303,13 @@ def run_and_collect(
     ]
     assert all(show["payload"] for show in shows)
     assert any("dead_lettered" in texts[" ".join(c)] for c in commands if c[0] == "trace")
-    # inputs, config and the store (which keeps payloads for replay) are not outputs
+    # the store keeps payloads (personal data) for replay, but no form of a secret
+    for path in (root / ".dovetail").iterdir():
+        if path.is_file():
+            stored = path.read_bytes().decode("utf-8", errors="replace")
+            texts[f"store {path.name}"] = stored
+    assert "store state.db" in texts
+    # inputs and config are not outputs
     ignored = {"inbox", "archive", "flows", "schemas", "lookups", "secrets", ".dovetail"}
     for path in root.rglob("*"):
         relative = path.relative_to(root)
@@ -251,10 +323,12 @@ def run_and_collect(
 
 
 def leaks(texts: dict[str, str], canaries: Canaries) -> list[str]:
+    """Each planted value found, as ``<what> in <origin>`` (only secrets count in the store)."""
+    secrets = secret_forms(canaries)
     return [
         f"{what} in {origin}"
         for origin, text in texts.items()
-        for what, value in canaries.forms().items()
+        for what, value in (secrets if origin.startswith("store ") else canaries.forms()).items()
         if value in text
     ]
 
@@ -264,12 +338,15 @@ def test_no_planted_value_reaches_any_output(
 ) -> None:
     canaries = plant()
     make_project(tmp_path, canaries, detect=True)
-    with PartnerServer() as partner:
+    with PartnerServer(failure_body=echo_credentials()) as partner:
         texts = run_and_collect(tmp_path, canaries, partner, monkeypatch)
         sent = partner.requests("/sales-orders")
     # the partner (the intended output) did get the real values: the flow itself works
-    assert any(r.headers.get("authorization") == f"Bearer {canaries.api_key}" for r in sent)
-    assert any(r.headers.get("x-partner-password") == canaries.password for r in sent)
+    basic = base64.b64encode(f"{USER}:{canaries.password}".encode()).decode()
+    assert all(r.headers.get("authorization") == f"Basic {basic}" for r in sent)
+    assert all(r.headers.get("x-api-key") == canaries.api_key for r in sent)
+    # every echoed form reached the engine, and was redacted from the reasons it appears in
+    assert texts["dlq list --json"].count("[REDACTED]") >= ECHOES
     lines = [line for line in texts["run stderr"].splitlines() if line.strip()]
     assert lines and all(json.loads(line) for line in lines)  # JSON log lines
     assert any("dead-lettered" in line for line in lines)
@@ -281,12 +358,12 @@ def test_the_scan_finds_values_when_detectors_are_off(
 ) -> None:
     canaries = plant()
     make_project(tmp_path, canaries, detect=False)
-    with PartnerServer() as partner:
+    with PartnerServer(failure_body=echo_credentials()) as partner:
         texts = run_and_collect(tmp_path, canaries, partner, monkeypatch)
     found = leaks(texts, canaries)
     assert any(item.startswith(("email", "card", "iban", "jwt")) for item in found), found
-    # registered secrets are redacted whatever the detectors
-    assert not any(item.startswith(("api key", "password")) for item in found), found
+    # registered secrets are redacted whatever the detectors, in every encoding
+    assert not any(item.startswith(("api key", "password", "basic pair")) for item in found)
 
 
 def test_in_process_run_logs_and_views_are_masked(
@@ -294,8 +371,8 @@ def test_in_process_run_logs_and_views_are_masked(
 ) -> None:
     canaries = plant()
     make_project(tmp_path, canaries, detect=True, log_payloads="masked")
-    with PartnerServer() as partner:
-        partner.script("/sales-orders", [401, 400, 500])
+    with PartnerServer(failure_body=echo_credentials()) as partner:
+        partner.script("/sales-orders", PARTNER_ANSWERS)
         monkeypatch.setenv("PARTNER_URL", partner.url)
         monkeypatch.setenv("CANARY_API_KEY", canaries.api_key)
         monkeypatch.delenv("DOVETAIL_STORE", raising=False)
@@ -313,23 +390,16 @@ def test_in_process_run_logs_and_views_are_masked(
                 await store.close()
 
         summary, letters = anyio.run(main)
-    assert summary.dead_lettered == 7
-    assert sorted(letter.step for letter in letters) == [
-        "lookup",
-        "python",
-        "sink:sink",
-        "sink:sink",
-        "sink:sink",
-        "source",
-        "validate",
-    ]
+    assert summary.dead_lettered == len(DEAD_LETTER_STEPS)
+    assert sorted(letter.step for letter in letters) == DEAD_LETTER_STEPS
     policies = mask_for(project)
     views = [letter_view(letter, policies[letter.flow], full=True) for letter in letters]
     # the store keeps the real payload for replay; only views mask it
     assert any(canaries.email in json.dumps(letter.payload) for letter in letters)
     logs = capsys.readouterr().err
     dead = [json.loads(line) for line in logs.splitlines() if "message dead-lettered" in line]
-    assert len(dead) == 7 and all(line["payload"] for line in dead)  # logged, masked
+    assert len(dead) == len(DEAD_LETTER_STEPS)
+    assert all(line["payload"] for line in dead)  # logged, masked
     texts = {
         "logs": logs,
         "views": json.dumps(views),

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from dovetail.connectors.http import sink as http_sink
+from dovetail.connectors.http import url_template
 from dovetail.connectors.http.signature import sign
 from dovetail.connectors.http.sink import HttpSink
 from dovetail.connectors.http.source import WebhookSource
@@ -96,6 +96,8 @@ HOSTILE = [
     "%2e%2e/admin",
     "x\r\nHost: evil.example",
 ]
+CLIMBING = {"../../admin", "x/../../admin", "%2e%2e/admin"}
+"""Values that decode to dot segments: refused in a path segment, harmless in the query."""
 
 
 def make_sink(tmp_path: Path, url: str = TEMPLATE) -> HttpSink:
@@ -108,7 +110,13 @@ def make_sink(tmp_path: Path, url: str = TEMPLATE) -> HttpSink:
 def test_payload_values_never_change_the_host_or_escape_their_path_segment(
     tmp_path: Path, value: str
 ) -> None:
-    url = httpx.URL(make_sink(tmp_path).target_url({"order_id": value, "customer": value}))
+    sink = make_sink(tmp_path)
+    payload = {"order_id": value, "customer": value}
+    if value in CLIMBING:
+        with pytest.raises(PermanentError, match="would be a dot segment"):
+            sink.target_url(payload)
+        payload["order_id"] = "SO-1"
+    url = httpx.URL(sink.target_url(payload))
     assert url.host == "erp.example.com"
     assert url.scheme == "https"
     assert url.path.startswith("/orders/")
@@ -152,14 +160,18 @@ def test_requests_really_go_to_the_configured_host(tmp_path: Path) -> None:
         finally:
             await sink.close()
 
-    assert anyio.run(main) == [None] * len(HOSTILE)
+    results = anyio.run(main)
+    assert [isinstance(r, PermanentError) for r in results] == [v in CLIMBING for v in HOSTILE]
+    assert len(seen) == len(HOSTILE) - len(CLIMBING)
     assert {url.host for url in seen} == {"erp.example.com"}
+    assert all(url.path.startswith("/orders/") for url in seen)
 
 
 def test_without_encoding_a_payload_would_walk_the_path_of_the_partner_api(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(http_sink, "quote", lambda text, safe="": text)
+    monkeypatch.setattr(url_template, "quote", lambda text, safe="": text)
+    monkeypatch.setattr(url_template, "_check_segment", lambda filled, template: None)
     sink = make_sink(tmp_path, "https://erp.example.com/orders/{order_id}")
     walked = httpx.URL(sink.target_url({"order_id": "../../admin"}))
     assert walked.path == "/admin"
@@ -170,7 +182,9 @@ def test_the_host_check_refuses_a_filled_url_on_another_host(
 ) -> None:
     sink = make_sink(tmp_path, "https://erp.example.com/orders/{order_id}")
     # a filled template that somehow ends up elsewhere (defence in depth behind the encoding)
-    monkeypatch.setattr(sink, "config", sink.config.model_copy(update={"url": "https://{x}/"}))
+    elsewhere = url_template.UrlTemplate("https://{x}/")
+    elsewhere.host = "erp.example.com"
+    monkeypatch.setattr(sink, "_url", elsewhere)
     with pytest.raises(PermanentError, match="leaves the configured host"):
         sink.target_url({"x": "evil.example"})
 

@@ -1,5 +1,6 @@
 """XML: no external entities, no DTD loading, no network, entity bombs refused quickly, in
-every XML parse (file source records, webhook bodies, XSD validation)."""
+every XML parse (file source records, webhook bodies, XSD validation); a file with a DOCTYPE
+is refused whole, so no entity is expanded or dropped in an attribute either."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 from lxml import etree
 
+from dovetail.connectors.file import xml_records
 from dovetail.connectors.file.formats import FileUnreadable, ReaderOptions, Record
 from dovetail.connectors.file.xml_records import read_xml
 from dovetail.connectors.http.source import parse_body
@@ -79,11 +81,58 @@ def records(document: bytes) -> list[Record]:
     return list(read_xml(io.BytesIO(document), ReaderOptions(format="xml", record="rec")))
 
 
-def test_an_external_file_entity_is_not_expanded_and_the_record_is_dead_lettered() -> None:
-    first, second = records(xxe_file())
-    assert first.error == "line 1: entity reference &x; is not expanded (XML entities are disabled)"
-    assert "root:" not in str(first.payload)
-    assert second.payload == {"name": "ok"} and second.error is None
+DOCTYPE_REFUSED = (
+    "the document has a DOCTYPE declaration before its root element; DTDs and entities are not"
+    " accepted (an entity in an attribute would be expanded or dropped), so the file is refused"
+)
+
+
+def no_doctype_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Switch the DOCTYPE refusal off, to show what it protects against."""
+    monkeypatch.setattr(xml_records, "_refuse_doctype", lambda root: None)
+
+
+def test_a_document_declaring_an_external_file_entity_is_refused_whole() -> None:
+    with pytest.raises(FileUnreadable) as caught:
+        records(xxe_file())
+    assert str(caught.value) == f"line 1: {DOCTYPE_REFUSED}"
+    assert "root:" not in str(caught.value)
+
+
+def internal_entity_in_attribute() -> bytes:
+    return (
+        b'<?xml version="1.0"?>\n<!DOCTYPE orders [\n  <!ENTITY i "INTERNAL">\n]>\n'
+        b'<orders>\n  <rec a="&i;">x</rec>\n  <rec a="plain">y</rec>\n</orders>\n'
+    )
+
+
+def test_an_internal_entity_in_an_attribute_is_never_expanded_the_file_is_refused() -> None:
+    with pytest.raises(FileUnreadable) as caught:
+        records(internal_entity_in_attribute())
+    assert str(caught.value) == f"line 5: {DOCTYPE_REFUSED}"
+
+
+def test_without_the_doctype_check_the_attribute_would_hold_the_expansion(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    no_doctype_check(monkeypatch)
+    first, _ = records(internal_entity_in_attribute())
+    assert first.payload == {"@a": "INTERNAL", "#text": "x"}
+
+
+def test_an_undeclared_entity_in_an_attribute_is_named_with_its_line() -> None:
+    with pytest.raises(FileUnreadable) as caught:
+        records(b'<r>\n<rec a="ok">1</rec>\n<rec a="&i;">2</rec>\n</r>')
+    assert str(caught.value) == "line 3: XML is not well-formed: Entity 'i' not defined"
+
+
+def test_a_document_referring_to_an_external_dtd_is_refused_even_without_entities() -> None:
+    with pytest.raises(FileUnreadable, match="DOCTYPE"):
+        records(b'<!DOCTYPE r SYSTEM "r.dtd"><r><rec a="1">x</rec></r>')
+    assert records(b'<r><rec a="1&amp;2&#65;">x</rec></r>')[0].payload == {
+        "@a": "1&2A",
+        "#text": "x",
+    }
 
 
 def test_with_entity_expansion_switched_on_the_test_would_see_the_file(
@@ -98,6 +147,7 @@ def test_with_entity_expansion_switched_on_the_test_would_see_the_file(
         return real(source, **options)
 
     monkeypatch.setattr(etree, "iterparse", unsafe)
+    no_doctype_check(monkeypatch)
     first, _ = records(xxe_file())
     assert "root:" in str(first.payload)
 
@@ -105,8 +155,8 @@ def test_with_entity_expansion_switched_on_the_test_would_see_the_file(
 @pytest.mark.parametrize("build", [external_dtd, parameter_entity])
 def test_external_dtds_are_never_fetched(build: Any, dtd_server: tuple[str, list[str]]) -> None:
     base, fetched = dtd_server
-    (record,) = records(build(base))
-    assert record.error is not None and "not expanded" in record.error
+    with pytest.raises(FileUnreadable, match="DOCTYPE"):
+        records(build(base))
     with contextlib.suppress(PayloadRejected):
         assert "FETCHED" not in str(parse_body(build(base), "xml", 64))
     assert fetched == []
@@ -115,9 +165,9 @@ def test_external_dtds_are_never_fetched(build: Any, dtd_server: tuple[str, list
 def test_a_local_external_dtd_is_not_loaded(tmp_path: Path) -> None:
     (tmp_path / "e.dtd").write_text('<!ENTITY ext "FETCHED">')
     document = external_dtd(tmp_path.as_uri())
-    (record,) = records(document)
-    assert "FETCHED" not in str(record.payload)
-    assert record.error is not None and "&ext;" in record.error
+    with pytest.raises(FileUnreadable, match="DOCTYPE") as caught:
+        records(document)
+    assert "FETCHED" not in str(caught.value)
 
 
 def test_with_dtd_loading_switched_on_the_local_dtd_would_be_expanded(
@@ -131,13 +181,14 @@ def test_with_dtd_loading_switched_on_the_local_dtd_would_be_expanded(
         return real(source, **options)
 
     monkeypatch.setattr(etree, "iterparse", unsafe)
+    no_doctype_check(monkeypatch)
     (record,) = records(external_dtd(tmp_path.as_uri()))
     assert record.payload == {"name": "FETCHED"}
 
 
 def test_a_billion_laughs_file_is_refused_quickly() -> None:
     started = time.monotonic()
-    with pytest.raises(FileUnreadable, match="amplification"):
+    with pytest.raises(FileUnreadable, match="DOCTYPE"):
         records(billion_laughs())
     assert time.monotonic() - started < 2
 

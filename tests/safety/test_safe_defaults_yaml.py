@@ -1,5 +1,6 @@
 """Flow files are loaded as plain data: tags are refused with a position (never executed),
-alias bombs and self-referencing aliases are refused."""
+alias bombs (by node count and by expanded text), self-referencing aliases, oversized files
+and nesting deeper than 100 levels are refused, quickly, with a position."""
 
 from __future__ import annotations
 
@@ -102,3 +103,85 @@ def test_the_alias_bomb_really_expands_exponentially() -> None:
 def test_a_self_referencing_alias_is_refused() -> None:
     with pytest.raises(ConfigError, match="alias refers to itself"):
         load_yaml(Path("x.yaml"), text="a: &a [1, *a]\n")
+
+
+def string_bomb(size: int, aliases: int) -> str:
+    return f"a: &a {'x' * size}\nb: [{', '.join(['*a'] * aliases)}]\n"
+
+
+def test_one_long_string_aliased_many_times_is_refused_by_its_expanded_size() -> None:
+    """The node count stays small (3,000 aliases), the text would be 3 GB once expanded."""
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as caught:
+        load_yaml(Path("x.yaml"), text=string_bomb(1_000_000, 3_000))
+    assert time.monotonic() - started < 5  # scanning the 1 MB string is most of it
+    assert [str(p) for p in caught.value.problems] == [
+        "x.yaml:2:4: YAML aliases expand to more than 8388608 characters of text; refused"
+    ]
+
+
+def test_a_string_bomb_just_over_the_limit_is_refused_and_one_under_it_loads() -> None:
+    with pytest.raises(ConfigError, match="more than 8388608 characters"):
+        load_yaml(Path("x.yaml"), text=string_bomb(1_000_000, 9))
+    assert len(load_yaml(Path("x.yaml"), text=string_bomb(1_000_000, 6)).data["b"]) == 6
+
+
+def test_a_file_larger_than_the_limit_is_refused_before_parsing() -> None:
+    with pytest.raises(ConfigError, match=r"x\.yaml:1:1: file is larger than 8388608"):
+        load_yaml(Path("x.yaml"), text="a: " + "x" * (8 * 1024 * 1024) + "\n")
+
+
+def nested(style: str, depth: int) -> str:
+    if style == "flow sequence":
+        return "a: " + "[" * depth + "]" * depth + "\n"
+    if style == "flow mapping":
+        return "a: " + "{a: " * depth + "}" * depth + "\n"
+    if style == "block mapping":  # one more space of indentation per level
+        return "".join(" " * i + "k:\n" for i in range(depth)) + " " * depth + "v\n"
+    return "- " * depth + "v\n"  # compact nested block sequences on one line
+
+
+STYLES = ["flow sequence", "flow mapping", "block mapping", "block sequence"]
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_nesting_ten_thousand_deep_is_refused_at_its_position_in_milliseconds(
+    style: str,
+) -> None:
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as caught:
+        # a 10,000-deep block mapping would be 50 MB of indentation: 3,000 levels (4.5 MB)
+        load_yaml(Path("x.yaml"), text=nested(style, 3_000 if style == "block mapping" else 10_000))
+    assert time.monotonic() - started < 0.5
+    (problem,) = caught.value.problems
+    assert problem.message == "YAML mappings and sequences nest deeper than 100 levels; refused"
+    if style == "block mapping":
+        assert problem.line == 101
+    else:
+        assert problem.line == 1 and 100 < problem.col < 420
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_nesting_up_to_the_limit_loads(style: str) -> None:
+    data = load_yaml(Path("x.yaml"), text=nested(style, 99)).data
+    depth = 0
+    while isinstance(data, dict | list) and data:
+        data = data["a" if "a" in data else "k"] if isinstance(data, dict) else data[0]
+        depth += 1
+    assert depth >= 99
+
+
+def test_lint_reports_deep_nesting_as_a_config_error_not_a_traceback(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (project / "flows/f.yaml").write_text(
+        "flow: f\nversion: 1.0.0\nx: " + "[" * 20_000 + "]" * 20_000 + "\n", encoding="utf-8"
+    )
+    monkeypatch.chdir(project)
+    started = time.monotonic()
+    result = CliRunner().invoke(app, ["lint"])
+    assert time.monotonic() - started < 2
+    assert result.exit_code != 0
+    assert not isinstance(result.exception, RecursionError)
+    assert "flows/f.yaml:3:" in result.output and "nest deeper than 100 levels" in result.output
+    assert "Traceback" not in result.output

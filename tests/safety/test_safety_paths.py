@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from dovetail.errors import PermanentError
-from dovetail.safety.paths import PathEscapeError, check_relative, confine, glob_base, is_inside
+from dovetail.errors import PayloadRejected, PermanentError
+from dovetail.safety.paths import (
+    PathEscapeError,
+    check_file_name,
+    check_relative,
+    confine,
+    glob_base,
+    is_inside,
+)
 
 
 @pytest.mark.parametrize(
@@ -76,3 +86,28 @@ def test_is_inside_resolves_symlinks_of_the_root_too(
 )
 def test_glob_base_is_the_fixed_leading_folder(pattern: str, base: str) -> None:
     assert glob_base(pattern) == base
+
+
+names = st.one_of(
+    st.text(max_size=300),
+    st.text(alphabet="./\\a\x00", max_size=8),
+    st.text(alphabet="ab/", min_size=250, max_size=270),
+)
+
+
+@given(name=names)
+def test_a_file_name_that_passes_the_check_can_be_created(
+    tmp_path_factory: pytest.TempPathFactory, name: str
+) -> None:
+    """Every name is either refused (a permanent failure) or can really be written: the file
+    system never gets a name it refuses, which would be retried as a transient error."""
+    try:
+        check_file_name(name)
+    except PayloadRejected:
+        return
+    folder = tmp_path_factory.getbasetemp() / "file-names" / uuid.uuid4().hex
+    target = folder / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("xb") as stream:
+        stream.write(b"x")
+    assert target.read_bytes() == b"x" and target.is_relative_to(folder)

@@ -3,7 +3,8 @@
 - ``env``: the process environment.
 - ``secret``: the environment, then each secret-files folder (``<folder>/<NAME>``, the
   container convention), then the providers of ``dovetail.yaml`` (HashiCorp Vault; only in
-  strict mode); values are registered for redaction and never printed, and
+  strict mode); values are registered for redaction (in every encoded form) and never
+  printed, a value of 1 to 3 characters is a problem (it could not be redacted), and
   ``dovetail.config.secrets.refresh_secret(NAME)`` reads one again where it was found.
 - ``var``: the ``vars:`` of the selected ``environments/<env>.yaml``.
 
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from dovetail.config.secrets import SecretError, SecretProvider, remember_origin
-from dovetail.observability.redaction import register_secret
+from dovetail.observability.redaction import MIN_SECRET_LENGTH, register_secret
 
 REFERENCE = re.compile(r"\$\{(env|secret|var):([A-Za-z_][A-Za-z0-9_.\-]*)(?::-([^}]*))?\}")
 
@@ -105,6 +106,8 @@ def interpolate(data: Any, resolver: Resolver) -> tuple[Any, list[tuple[tuple[An
             kind, name, fallback = match.group(1), match.group(2), match.group(3)
             value, looked = resolver.lookup(kind, name)
             if value is not None:
+                if kind == "secret" and 0 < len(value) < MIN_SECRET_LENGTH:
+                    problems.append((loc, too_short(name, value)))
                 return value
             if fallback is not None:
                 return fallback
@@ -115,6 +118,16 @@ def interpolate(data: Any, resolver: Resolver) -> tuple[Any, list[tuple[tuple[An
         return REFERENCE.sub(replace, text)
 
     return walk(data, ()), problems
+
+
+def too_short(name: str, value: str) -> str:
+    """The problem of a secret too short to be redacted from output (its name, never its
+    value)."""
+    return (
+        f"secret {name!r} is {len(value)} character(s) long; a secret must have at least"
+        f" {MIN_SECRET_LENGTH} characters so it can be redacted from logs and dead letters"
+        " (an empty value is allowed)"
+    )
 
 
 def references(data: Any) -> list[tuple[str, str]]:

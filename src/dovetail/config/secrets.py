@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from dovetail.config.model import SecretsSettings, VaultSettings
 from dovetail.errors import DovetailError
-from dovetail.observability.redaction import register_secret
+from dovetail.observability.redaction import MIN_SECRET_LENGTH, register_secret
 
 
 class SecretError(DovetailError):
@@ -196,7 +196,8 @@ def refresh_secret(name: str) -> str:
     For a component whose partner answers 401 with a credential that may have been rotated:
     the environment is read again, a secret file re-read, a Vault secret fetched again. The
     new value is registered for redaction. Raises ``SecretError`` when ``name`` was never
-    resolved in this process or is no longer defined where it was found.
+    resolved in this process, is no longer defined where it was found, or is now too short
+    to be redacted (1 to 3 characters).
     """
     with _origins_lock:
         reread = _origins.get(name)
@@ -205,6 +206,11 @@ def refresh_secret(name: str) -> str:
     value = reread()
     if value is None:
         raise SecretError(f"secret {name!r} is no longer defined where it was found")
+    if 0 < len(value) < MIN_SECRET_LENGTH:
+        raise SecretError(
+            f"secret {name!r} now has fewer than {MIN_SECRET_LENGTH} characters, too short"
+            " to be redacted from output; not used"
+        )
     register_secret(value)
     with _origins_lock:
         _names[value] = name

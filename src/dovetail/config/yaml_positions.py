@@ -5,7 +5,10 @@ objects from tags), so it is safe for untrusted files; it also records where eac
 Before loading, the node graph is checked: a tag other than the plain YAML types
 (``!!python/object``, ``!custom``...) is a configuration error naming its position, so a tag
 can neither run code nor be silently ignored; aliases that would expand to more than
-``MAX_EXPANDED_NODES`` nodes (a "billion laughs" file) or refer to themselves are refused.
+``MAX_EXPANDED_NODES`` nodes or ``MAX_EXPANDED_BYTES`` of text (a "billion laughs" file, or
+one long string aliased many times) or refer to themselves are refused. Nesting deeper than
+``MAX_DEPTH`` levels is refused while the text is scanned, before anything is built, so a
+10,000-deep file is rejected in milliseconds instead of exhausting the parser's recursion.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
-from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.scanner import RoundTripScanner
 
 from dovetail.errors import ConfigError, Problem
 
@@ -32,6 +36,52 @@ ALLOWED_TAGS = frozenset(
 
 MAX_EXPANDED_NODES = 1_000_000
 """How many nodes a file may hold once its aliases are expanded."""
+
+MAX_EXPANDED_BYTES = 8 * 1024 * 1024
+"""How many characters of keys and values a file may hold once its aliases are expanded
+(and how large the file itself may be)."""
+
+MAX_DEPTH = 100
+"""How deeply mappings and sequences (block or flow) may nest."""
+
+
+class NestingTooDeep(MarkedYAMLError):
+    """A YAML text nests mappings and sequences deeper than ``MAX_DEPTH`` levels."""
+
+
+class DepthBoundedScanner(RoundTripScanner):
+    """ruamel's round-trip scanner, refusing nesting deeper than ``MAX_DEPTH`` as it reads.
+
+    Checked on each opening bracket and each deeper indentation, so the parser and composer
+    (both recursive, and slow on deep flow collections) never see a deeper document.
+    """
+
+    def fetch_flow_collection_start(self, TokenClass: Any, to_push: str) -> None:
+        self._check_depth(len(self.flow_context) + 1)
+        super().fetch_flow_collection_start(TokenClass, to_push)
+
+    def add_indent(self, column: int) -> bool:
+        added = super().add_indent(column)
+        if added:
+            self._check_depth(0)
+        return added
+
+    def _check_depth(self, flow_levels: int) -> None:
+        depth = len(self.indents) + max(flow_levels, len(self.flow_context))
+        if depth > MAX_DEPTH:
+            raise NestingTooDeep(
+                problem=f"mappings and sequences nest deeper than {MAX_DEPTH} levels; refused",
+                problem_mark=self.reader.get_mark(),
+            )
+
+
+def bounded_yaml() -> YAML:
+    """A round-trip YAML loader (positions kept, no Python objects built from tags) whose
+    scanner refuses nesting deeper than ``MAX_DEPTH`` (``NestingTooDeep``)."""
+    yaml = YAML(typ="rt", pure=True)
+    yaml.Scanner = DepthBoundedScanner
+    yaml.allow_duplicate_keys = False
+    return yaml
 
 
 @dataclass
@@ -111,7 +161,7 @@ def check_nodes(root: Node | None, shown: str) -> None:
     """
     if root is None:
         return
-    sizes: dict[int, int] = {}
+    sizes: dict[int, tuple[int, int]] = {}  # node -> (nodes, characters) once expanded
     active: set[int] = set()
     problems: list[Problem] = []
     stack: list[tuple[Node, bool]] = [(root, False)]
@@ -120,14 +170,30 @@ def check_nodes(root: Node | None, shown: str) -> None:
         key = id(node)
         if done:
             active.discard(key)
-            sizes[key] = 1 + sum(sizes[id(child)] for child in _children(node))
-            if sizes[key] > MAX_EXPANDED_NODES:
+            children = [sizes[id(child)] for child in _children(node)]
+            nodes = 1 + sum(count for count, _ in children)
+            size = sum(length for _, length in children)
+            if isinstance(node, ScalarNode) and isinstance(node.value, str):
+                size += len(node.value)
+            sizes[key] = (nodes, size)
+            if nodes > MAX_EXPANDED_NODES:
                 raise ConfigError(
                     [
                         _problem_at(
                             node,
                             shown,
                             f"YAML aliases expand to more than {MAX_EXPANDED_NODES} nodes; refused",
+                        )
+                    ]
+                )
+            if size > MAX_EXPANDED_BYTES:
+                raise ConfigError(
+                    [
+                        _problem_at(
+                            node,
+                            shown,
+                            f"YAML aliases expand to more than {MAX_EXPANDED_BYTES} characters"
+                            " of text; refused",
                         )
                     ]
                 )
@@ -169,14 +235,21 @@ def load_yaml(path: Path, display: str | None = None, *, text: str | None = None
             raise ConfigError([Problem(shown, 1, 1, "file not found")]) from None
         except UnicodeDecodeError as exc:
             raise ConfigError([Problem(shown, 1, 1, f"not UTF-8 text: {exc.reason}")]) from None
-    yaml = YAML(typ="rt")
-    yaml.allow_duplicate_keys = False
+    if len(text) > MAX_EXPANDED_BYTES:
+        raise ConfigError(
+            [Problem(shown, 1, 1, f"file is larger than {MAX_EXPANDED_BYTES} characters; refused")]
+        )
+    yaml = bounded_yaml()
     located = Located(path=shown, data=None)
     try:
         check_nodes(yaml.compose(text), shown)
         node = yaml.load(text)
     except ConfigError:
         raise
+    except NestingTooDeep as exc:
+        mark = exc.problem_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+        raise ConfigError([Problem(shown, line, col, f"YAML {exc.problem}")]) from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)

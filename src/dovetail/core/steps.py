@@ -7,20 +7,26 @@ from collections.abc import Sequence
 from dovetail.core.component import StepOutcome
 from dovetail.core.envelope import Envelope, Failure
 from dovetail.errors import MessageError, PermanentError, TransientError
+from dovetail.observability.redaction import redact
 
 
 def mark_failed(envelope: Envelope, step: str, error: BaseException) -> None:
-    """Record ``error`` on ``envelope`` as a failure of ``step`` (Transient or Permanent)."""
+    """Record ``error`` on ``envelope`` as a failure of ``step`` (Transient or Permanent).
+
+    Registered secrets are redacted from the reason and detail here, in every encoded form,
+    so no stored dead letter, parked entry, history or journal detail holds one (a partner
+    may echo a credential in the answer a reason quotes).
+    """
     if isinstance(error, MessageError):
         reason, detail = error.reason, error.detail
     else:
         reason, detail = f"{type(error).__name__}: {error}", None
     envelope.failure = Failure(
         step=step,
-        reason=reason,
+        reason=redact(reason),
         error_class=type(error).__name__,
         permanent=not isinstance(error, TransientError),
-        detail=detail,
+        detail=None if detail is None else redact(detail),
         retry_after=getattr(error, "retry_after", None),
     )
 

@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from dovetail.config.yaml_positions import check_nodes
+from dovetail.config.yaml_positions import bounded_yaml, check_nodes
 from dovetail.errors import ConfigError, Problem
 from dovetail.safety.limits import DEFAULT_MAX_DEPTH
 
@@ -174,7 +173,7 @@ def _unknown_column(name: str) -> str:
 
 
 def _yaml_rows(text: str, problems: _Problems) -> tuple[list[_Cells], str | None]:
-    yaml = YAML(typ="rt", pure=True)
+    yaml = bounded_yaml()  # nesting deeper than MAX_DEPTH is refused as it is scanned
     try:
         check_nodes(yaml.compose(text), problems.path)
         data = yaml.load(text)

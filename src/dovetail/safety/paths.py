@@ -35,6 +35,46 @@ def check_relative(value: str, *, what: str = "path") -> str:
     return value
 
 
+NAME_MAX = 255
+"""The longest file or folder name (in bytes, encoded) most file systems accept."""
+
+PATH_MAX = 4096
+"""The longest relative path (in bytes, encoded) a name built from a message may have."""
+
+
+class InvalidFileName(PayloadRejected):
+    """A file name built from a message can never be written: it names a folder (``.``,
+    ``..``, a trailing ``/``), is too long, or cannot be encoded for the file system."""
+
+
+def check_file_name(value: str, *, what: str = "filename") -> str:
+    """Check that ``value`` names a file that can be created under its folder; return it.
+
+    On top of ``check_relative`` (not empty, no NUL, relative, no ``..``): the last part is
+    not ``.``, ``..`` or empty (``out/``), every part is at most ``NAME_MAX`` bytes and the
+    whole at most ``PATH_MAX`` bytes in the file system's encoding. Raises
+    ``PathEscapeError`` or ``InvalidFileName`` (both permanent), naming ``what``.
+    """
+    check_relative(value, what=what)
+    last = value.replace("\\", "/").rsplit("/", 1)[-1]
+    if last in ("", ".", ".."):
+        raise InvalidFileName(f"{what} {value!r} names a folder, not a file")
+    try:
+        encoded = os.fsencode(value)
+    except UnicodeError:
+        raise InvalidFileName(
+            f"{what} {value!r} cannot be encoded as a file name on this system"
+        ) from None
+    longest = max(len(part) for part in encoded.split(b"/"))
+    if longest > NAME_MAX:
+        raise InvalidFileName(
+            f"{what} has a part of {longest} bytes; file names are limited to {NAME_MAX} bytes"
+        )
+    if len(encoded) > PATH_MAX:
+        raise InvalidFileName(f"{what} is {len(encoded)} bytes; the limit is {PATH_MAX} bytes")
+    return value
+
+
 def is_inside(path: Path, root: Path) -> bool:
     """True when ``path``, with every symlink resolved, is ``root`` or lies under it."""
     real_root = Path(os.path.realpath(root))

@@ -14,7 +14,8 @@ Responses: scripted ones first, in order, then random faults at ``ratio``, then 
 429 carries ``Retry-After``; ``"reset"`` aborts the TCP connection (RST); ``"timeout"`` hangs
 for ``hang`` seconds (past any sane client timeout) and then answers 504 unprocessed;
 ``"slow:2s"`` waits, then processes the request normally. With ``conflict_on_duplicate_key``
-set, a body whose key was already accepted gets 409.
+set, a body whose key was already accepted gets 409. With ``failure_body``, a failed request is
+answered with the text it returns for the request's headers (a partner echoing credentials).
 
 Run standalone: ``python -m dovetail.testing.partner --port 8765 --client-id ID --client-secret S``.
 """
@@ -32,7 +33,7 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -41,7 +42,7 @@ import orjson
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -142,6 +143,7 @@ class PartnerServer:
         conflict_on_duplicate_key: str | None = None,
         retry_after: int = 1,
         hang: float = 30.0,
+        failure_body: Callable[[dict[str, str]], str] | None = None,
     ) -> None:
         self.port = port
         self.client_id = client_id
@@ -151,6 +153,7 @@ class PartnerServer:
         self.conflict_on_duplicate_key = conflict_on_duplicate_key
         self.retry_after = retry_after
         self.hang = hang
+        self.failure_body = failure_body
         self._lock = threading.Lock()
         self._state = _State()
         self._server: uvicorn.Server | None = None
@@ -362,6 +365,10 @@ class PartnerServer:
         assert isinstance(fault, int)
         self._record(request, raw, body, fault, "scripted")
         headers = {"retry-after": str(self.retry_after)} if fault == 429 else None
+        if self.failure_body is not None:
+            received = {k.lower(): v for k, v in request.headers.items()}
+            text = self.failure_body(received)
+            return PlainTextResponse(text, status_code=fault, headers=headers)
         return JSONResponse({"error": f"scripted {fault}"}, status_code=fault, headers=headers)
 
     def _reset_connection(self, request: Request) -> None:

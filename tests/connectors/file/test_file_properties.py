@@ -4,16 +4,21 @@ never crash a reader; the ordered acker's watermark is the contiguous settled pr
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from dovetail.connectors.file.formats import ReaderOptions
 from dovetail.connectors.file.progress import FileProgress, RecordAck
+from dovetail.connectors.file.readers import read_csv
 from dovetail.core.ack import OrderedAcker, Settlement
 from dovetail.core.envelope import Envelope, Failure, SourcePosition
+from dovetail.safety.limits import Limits
 from dovetail.testing.components import build_component
 
 PROPERTY = settings(max_examples=60, deadline=None)
@@ -233,3 +238,32 @@ def test_record_acks_mark_the_file_dirty_only_when_the_watermark_moves(order: li
         assert progress.complete
 
     asyncio.run(scenario())
+
+
+CELL = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\r\x00"), max_size=40)
+
+
+@PROPERTY
+@given(st.lists(st.tuples(CELL, CELL), min_size=1, max_size=12), st.integers(40, 120))
+@example([("x", "\n" * 30 + "y" * 80), ("z", "ok")], 40)
+def test_every_csv_row_and_reason_names_the_line_the_row_starts_on(
+    rows: list[tuple[str, str]], limit: int
+) -> None:
+    """Rows with quoted multi-line fields, some over the size limit: each record's line is the
+    physical line its row starts on, and a rejected row's reason starts with that line."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    writer.writerow(["a", "b"])
+    starts = []
+    for row in rows:
+        starts.append(buffer.getvalue().count("\n") + 1)
+        writer.writerow(row)
+    data = buffer.getvalue().encode()
+    options = ReaderOptions(format="csv", limits=Limits(max_record_bytes=limit))
+    records = list(read_csv(io.BytesIO(data), options))
+    assert [record.line for record in records] == starts
+    for record, row in zip(records, rows, strict=True):
+        if record.error is None:
+            assert record.payload == {"a": row[0], "b": row[1]}
+        else:
+            assert record.error.startswith(f"line {record.line}: record larger than the limit")

@@ -154,3 +154,26 @@ def test_utf8_sig_writes_one_byte_order_mark_per_file(kit: Any) -> None:
     per_file = kit.sink("file: {path: per, format: csv, encoding: utf-8-sig, filename: id}")
     asyncio.run(write_batches(per_file, [{"id": "x", "n": 1}]))
     assert (kit.project / "per/x").read_bytes() == b"\xef\xbb\xbfid,n\r\nx,1\r\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        (".", "filename '.' names a folder, not a file"),
+        ("..", "filename must not contain '..'"),
+        ("sub/", "filename 'sub/' names a folder, not a file"),
+        ("sub/.", "filename 'sub/.' names a folder, not a file"),
+        ("a" * 300, "filename has a part of 300 bytes; file names are limited to 255 bytes"),
+        ("é" * 128, "filename has a part of 256 bytes; file names are limited to 255 bytes"),
+        ("a\x00b", "filename contains a NUL character"),
+    ],
+)
+def test_file_names_that_can_never_be_written_are_permanent_failures_naming_the_problem(
+    kit: Any, name: str, problem: str
+) -> None:
+    sink = kit.sink("file: {path: out/, format: json, filename: name}")
+    ((result, good),) = asyncio.run(write_batches(sink, [{"name": name}, {"name": "ok.json"}]))
+    assert isinstance(result, PermanentError) and not isinstance(result, TransientError)
+    assert problem in str(result)
+    assert good is None
+    assert sorted(p.name for p in (kit.project / "out").iterdir()) == ["ok.json"]

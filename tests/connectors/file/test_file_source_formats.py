@@ -105,6 +105,50 @@ def test_poison_csv_rows_are_failed_envelopes_and_the_file_continues(kit: Any) -
     assert [position_of(e).offset for e in envelopes] == list(range(6))
 
 
+def test_a_row_with_a_long_multi_line_field_is_reported_at_the_line_it_starts(kit: Any) -> None:
+    big = '2,"' + "y\n" * 150 + '"\n'  # a quoted field over 150 lines, over the limit
+    rows = ["id,note\n", '1,"a\nb"\n', big, '3,"c\n\xff"\n', "4," + "z" * 300 + "\n", "5,ok\n"]
+    kit.write("in/a.csv", "".join(rows).encode("latin-1"))
+    envelopes = asyncio.run(kit.read(kit.source("file: {path: in/a.csv, max_record_bytes: 200}")))
+    assert payloads(envelopes) == [{"id": "1", "note": "a\nb"}, {"id": "5", "note": "ok"}]
+    crossed, taken = 4, 0  # the physical line on which the row passes 200 bytes
+    for line in big.splitlines(keepends=True):
+        taken += len(line)
+        if taken > 200:
+            break
+        crossed += 1
+    bad = failures(envelopes)
+    assert [failure_of(e).reason for e in bad] == [
+        "line 4: record larger than the limit of 200 bytes (max_record_bytes),"
+        f" reached on line {crossed}",
+        "line 155: not valid utf-8 (byte 0xff at column 1 on line 156)",
+        "line 157: record larger than the limit of 200 bytes (max_record_bytes)",
+    ]
+    assert [position_of(e).line for e in envelopes] == [2, 4, 155, 157, 158]
+
+
+def test_a_quote_never_closed_does_not_swallow_the_rest_of_the_file_silently(kit: Any) -> None:
+    kit.write("in/a.csv", 'id,note\n1,ok\n2,"cut off\n3,x\n4,y\n')
+    envelopes = asyncio.run(kit.read(kit.source("file: {path: in/a.csv}")))
+    assert payloads(envelopes) == [{"id": "1", "note": "ok"}]
+    (bad,) = failures(envelopes)
+    assert failure_of(bad).reason == (
+        "line 3: malformed CSV: a quoted field is never closed; it runs to the end of the file"
+        " on line 5"
+    )
+    assert bad.payload == '2,"cut off\n3,x\n4,y\n' and position_of(bad).line == 3
+
+
+def test_stray_and_doubled_quotes_are_still_read(kit: Any) -> None:
+    kit.write("in/a.csv", 'id,note\n1,x"y\n2,"a""b"\n3,"last"')
+    envelopes = asyncio.run(kit.read(kit.source("file: {path: in/a.csv}")))
+    assert payloads(envelopes) == [
+        {"id": "1", "note": 'x"y'},
+        {"id": "2", "note": 'a"b'},
+        {"id": "3", "note": "last"},
+    ]
+
+
 def test_csv_header_that_cannot_be_read_fails_the_whole_file(kit: Any) -> None:
     kit.write("in/a.csv", "id,id\n1,2\n")
     (envelope,) = asyncio.run(kit.read(kit.source("file: {path: in/a.csv}")))
@@ -229,6 +273,20 @@ def test_xml_not_well_formed_fails_the_rest_of_the_file(kit: Any) -> None:
     (bad,) = failures(envelopes)
     assert "XML is not well-formed" in failure_of(bad).reason
     assert bad.payload["file"] == "in/r.xml"
+
+
+def test_an_xml_file_with_a_doctype_is_one_failure_and_no_attribute_is_expanded(
+    kit: Any,
+) -> None:
+    kit.write(
+        "in/r.xml",
+        b'<!DOCTYPE rs [<!ENTITY i "INTERNAL">]>\n<rs>\n<r a="&i;"><v>1</v></r>\n</rs>\n',
+    )
+    envelopes = asyncio.run(kit.read(kit.source("file: {path: in/r.xml, record: r}")))
+    (bad,) = envelopes
+    assert failure_of(bad).permanent
+    assert failure_of(bad).reason.startswith("line 2: the document has a DOCTYPE declaration")
+    assert "INTERNAL" not in str(bad.payload) and bad.payload["file"] == "in/r.xml"
 
 
 def test_fixed_width_lines_are_cut_into_columns(kit: Any) -> None:

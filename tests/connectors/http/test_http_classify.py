@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 import httpx
@@ -14,6 +15,7 @@ from dovetail.connectors.http.classify import (
     parse_retry_after,
 )
 from dovetail.errors import PermanentError, RateLimitedError, TransientError
+from dovetail.observability.redaction import register_secret
 
 NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -66,6 +68,15 @@ def test_reason_names_method_and_path_only_and_trims_the_body() -> None:
     assert len(failure.reason) == len(prefix) + 200
     assert "token=abc" not in failure.reason
     assert "erp.example.com" not in failure.reason
+
+
+def test_a_secret_cut_by_the_excerpt_leaves_no_readable_prefix() -> None:
+    secret = f"tok-{uuid.uuid4().hex}"
+    register_secret(secret)
+    failure = classify_response(response(400, "x" * 180 + f" echo {secret}"), StatusPolicy())
+    assert failure is not None
+    assert secret[:12] not in failure.reason
+    assert failure.reason.endswith("[REDACTED]")
 
 
 def test_reason_without_a_body_has_no_trailing_colon() -> None:

@@ -321,14 +321,36 @@ def test_url_placeholders_are_filled_and_encoded(partner: PartnerServer, tmp_pat
 
 def test_payload_cannot_move_the_request_to_another_host(tmp_path: Path) -> None:
     sink = make_sink(tmp_path, "http: {url: 'https://erp.example.com/orders/{id}?v={v}'}")
-    url = sink.target_url({"id": "x@evil.com/../../a", "v": "1&admin=true#frag"})
+    url = sink.target_url({"id": "x@evil.com/a", "v": "1&admin=true#frag/../.."})
     assert url == (
-        "https://erp.example.com/orders/x%40evil.com%2F..%2F..%2Fa?v=1%26admin%3Dtrue%23frag"
+        "https://erp.example.com/orders/x%40evil.com%2Fa?v=1%26admin%3Dtrue%23frag%2F..%2F.."
     )
     with pytest.raises(PermanentError, match="no value"):
         sink.target_url({"v": 1})
     with pytest.raises(PermanentError, match="not a scalar"):
         sink.target_url({"id": {"a": 1}, "v": 1})
+
+
+CLIMBING_IDS = [".", "..", "%2e%2e", "%2E.", ".%2e", "%252e%252e", "../admin", "x/../..", "..\\"]
+
+
+def test_a_path_segment_from_the_payload_cannot_climb(tmp_path: Path) -> None:
+    """``/api/v1/orders/{id}`` with ``id = ".."`` would be sent as ``POST /api/v1``: every
+    dot segment, however encoded, and an empty segment are dead-lettered instead, and the
+    server only ever sees requests under ``/api/v1/orders/``."""
+    with PartnerServer(paths=("/{anything:path}",)) as server:
+        sink = make_sink(tmp_path, f"http: {{url: '{server.url}/api/v1/orders/{{id}}'}}")
+        ids = [*CLIMBING_IDS, "", "SO-1", "a/b", "v1.2", "..."]
+        results = deliver(sink, [message({"id": value}) for value in ids])
+        paths = sorted(request.path for request in server.requests())
+    refused = results[: len(CLIMBING_IDS) + 1]
+    assert all(isinstance(result, PermanentError) for result in refused), refused
+    assert all("URL path segment {id}" in str(result) for result in refused)
+    assert "dot segment" in str(results[1]) and "empty" in str(results[len(CLIMBING_IDS)])
+    assert results[len(CLIMBING_IDS) + 1 :] == [None] * 4
+    assert paths == sorted(
+        ["/api/v1/orders/SO-1", "/api/v1/orders/a/b", "/api/v1/orders/v1.2", "/api/v1/orders/..."]
+    )
 
 
 def test_placeholders_in_the_host_are_a_config_error(tmp_path: Path) -> None:

@@ -88,7 +88,9 @@ class LineReader:
     Keeps the text of the lines taken since ``start_record()`` (the raw record, for poison
     messages). A line that would make the record larger than ``max_bytes`` is skipped to its
     end without being held in memory, and ``RecordBroken`` is raised; so is a line that does
-    not decode. The reader stays usable after ``RecordBroken``.
+    not decode. The reason starts with the line the record starts on (``first_line``) and,
+    for a record of several lines (a quoted CSV field), also names the physical line of the
+    problem. The reader stays usable after ``RecordBroken``.
     """
 
     def __init__(
@@ -103,13 +105,21 @@ class LineReader:
         self._first = True
         self._taken_bytes = 0
         self.line_no = 0
+        self.first_line = 1
+        """The line the current record starts on (the next line after ``start_record()``)."""
         self.taken: list[str] = []
 
     def start_record(self) -> None:
-        """Forget the lines of the previous record."""
+        """Forget the lines of the previous record; the next line starts a new one."""
         self.taken.clear()
         self._taken_bytes = 0
         self.quotes = 0
+        self.first_line = self.line_no + 1
+
+    def on_line(self) -> str:
+        """``" on line N"`` when the current physical line is not the record's first, else
+        ``""``: the second half of a reason that starts with ``line <first_line>:``."""
+        return f" on line {self.line_no}" if self.line_no != self.first_line else ""
 
     def _count(self, raw: bytes) -> None:
         if self._quote is not None:
@@ -150,20 +160,23 @@ class LineReader:
             if not raw.endswith(b"\n"):
                 self._skip_rest_of_line()
             raise RecordBroken(
-                f"line {self.line_no}: record larger than the limit of"
-                f" {format_bytes(self._max)} (max_record_bytes)",
+                f"line {self.first_line}: record larger than the limit of"
+                f" {format_bytes(self._max)} (max_record_bytes){self._reached()}",
                 excerpt("".join(self.taken) + partial),
             )
         try:
             text = raw.decode(self._encoding)
         except UnicodeDecodeError as exc:
             raise RecordBroken(
-                f"line {self.line_no}: not valid {self._encoding}"
-                f" (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})",
+                f"line {self.first_line}: not valid {self._encoding}"
+                f" (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}{self.on_line()})",
                 excerpt("".join(self.taken) + raw.decode(self._encoding, "replace")),
             ) from None
         self.taken.append(text)
         return text
+
+    def _reached(self) -> str:
+        return f", reached on line {self.line_no}" if self.line_no != self.first_line else ""
 
     def _skip_rest_of_line(self) -> None:
         while True:

@@ -62,7 +62,11 @@ def read_csv(stream: BinaryIO, options: ReaderOptions) -> Iterator[Record]:
     Blank lines are skipped. A row with the wrong number of fields, a row that breaks the
     CSV syntax or the size limit, or a line that does not decode is a poison record; the
     file continues on the next line (after the end of the quoted field the row broke in). A
-    header that cannot be read makes the file unreadable.
+    header that cannot be read makes the file unreadable. A quoted field still open at the
+    end of the file is a poison record too (the lenient ``csv`` module would fold the rest of
+    the file into it). A reason starts with the line the
+    row starts on, as its position does, and names the physical line of the problem when
+    the row spans several lines (``line 4: record larger than ... , reached on line 9``).
     """
     limits = options.limits
     ensure_csv_field_limit(limits.max_record_bytes)
@@ -83,7 +87,7 @@ def read_csv(stream: BinaryIO, options: ReaderOptions) -> Iterator[Record]:
                 reason, text = exc.reason, exc.text
             else:
                 reason, text = (
-                    f"line {start}: malformed CSV: {_csv_message(exc)}",
+                    f"line {start}: malformed CSV{lines.on_line()}: {_csv_message(exc)}",
                     lines.record_text,
                 )
             if need_header:
@@ -106,6 +110,18 @@ def read_csv(stream: BinaryIO, options: ReaderOptions) -> Iterator[Record]:
                 fieldnames = row
             continue
         assert fieldnames is not None  # header or configured fieldnames, checked by config
+        if lines.quotes % 2 and _unclosed_quote(lines.taken, dialect):
+            yield Record(
+                lines.record_text,
+                start,
+                f"line {start}: malformed CSV: a quoted field is never closed"
+                + (
+                    f"; it runs to the end of the file on line {lines.line_no}"
+                    if lines.line_no != start
+                    else " before the end of the file"
+                ),
+            )
+            continue
         if len(row) != len(fieldnames):
             yield Record(
                 lines.record_text,
@@ -114,6 +130,20 @@ def read_csv(stream: BinaryIO, options: ReaderOptions) -> Iterator[Record]:
             )
             continue
         yield Record(dict(zip(fieldnames, row, strict=False)), start)  # lengths checked above
+
+
+def _unclosed_quote(taken: list[str], dialect: dict[str, Any]) -> bool:
+    """Whether the row read from ``taken`` ended inside a quoted field (at the end of the file).
+
+    The lenient reader accepts that, folding every remaining line into one field; an odd
+    number of quotes may also be a stray quote inside an unquoted field (``x"y``), which the
+    strict reader tells apart.
+    """
+    try:
+        list(csv.reader(taken, strict=True, **dialect))
+    except csv.Error as exc:
+        return "unexpected end of data" in str(exc)
+    return False
 
 
 def _check_object(value: Any, where: str, max_depth: int) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import errno
 import os
 import secrets
 from collections.abc import Sequence
@@ -26,7 +27,7 @@ from dovetail.core.envelope import Envelope
 from dovetail.errors import PermanentError, TransientError
 from dovetail.mapping.jsonata import Expression, compile_expression
 from dovetail.plugins.spec import ComponentSpec
-from dovetail.safety.paths import confine
+from dovetail.safety.paths import check_file_name, confine
 
 
 def read_csv_header(path: Path, encoding: str, delimiter: str, quotechar: str) -> list[str] | None:
@@ -206,7 +207,8 @@ class FileSink:
         results: list[BaseException | None] = []
         for payload in payloads:
             try:
-                target = confine(folder, self._file_name(payload), what="filename")
+                name = check_file_name(self._file_name(payload))
+                target = confine(folder, name, what="filename")
                 fieldnames = self._row_fieldnames(payload)
                 header = self._header(fieldnames) if fieldnames is not None else b""
                 data = self._bom + header + self._encode_record(payload, fieldnames)
@@ -216,7 +218,7 @@ class FileSink:
             try:
                 write_atomically(target, data, fsync=self._config.fsync)
             except OSError as exc:
-                results.append(TransientError(f"cannot write {target.name}: {exc.strerror or exc}"))
+                results.append(_write_failure(target.name, exc))
             else:
                 results.append(None)
         return results
@@ -236,6 +238,20 @@ class FileSink:
         return str(value)
 
 
+_NAME_ERRORS = frozenset({errno.ENAMETOOLONG, errno.EINVAL, errno.EILSEQ})
+"""What the file system answers to a name it can never accept (not worth a retry)."""
+
+
+def _write_failure(name: str, exc: OSError) -> TransientError | PermanentError:
+    """A failed write of file ``name``: permanent when the file system refuses the name itself
+    (too long, invalid characters for it), else transient (disk full, permissions, a folder in
+    the way: an operator can fix those)."""
+    reason = f"cannot write {name}: {exc.strerror or exc}"
+    if exc.errno in _NAME_ERRORS:
+        return PermanentError(f"{reason} (the file name can never be written)")
+    return TransientError(reason)
+
+
 SPEC = ComponentSpec(
     kind="sink",
     name="file",
@@ -252,8 +268,11 @@ SPEC = ComponentSpec(
         " Files are written atomically (temporary file, `fsync`, rename), so writing the same"
         " name twice leaves one complete file: the write is idempotent.\n\n"
         "Payloads that cannot be written in the format (nested values in a CSV row, keys that"
-        " are not XML names) are dead-lettered; file system errors are retried. Paths and"
-        " file names must stay inside the project directory."
+        " are not XML names) are dead-lettered, and so, at once, are file names that can never"
+        " be written: empty, `.`, `..` or ending in `/`, holding a NUL, with a part longer"
+        " than 255 bytes, or refused by the file system as a name. Other file system errors"
+        " (disk full, permissions, a folder where the file goes) are retried. Paths and file"
+        " names must stay inside the project directory."
     ),
     examples=[
         "file: {path: outbox/orders.jsonl}",

@@ -277,13 +277,15 @@ SPEC = ComponentSpec(
         "A malformed record (a CSV row with the wrong number of fields, a JSON line that does"
         " not parse, a record over `max_record_bytes`, a line in the wrong encoding) is"
         " dead-lettered with its line number and raw text, and the file continues. A file"
-        " that cannot be read (invalid JSON document, XML not well-formed) is dead-lettered"
+        " that cannot be read (invalid JSON document, XML not well-formed or with a DOCTYPE) is"
+        " dead-lettered"
         " as a whole and moved to `after.on_error_move_to`. When all records of a file are"
         " settled, the file moves to `after.move_to`; without it, the file stays and is not"
         " read again unless it changes.\n\n"
         "Without `--once` the source keeps watching the glob every `poll_interval`. Paths,"
         " after-folders and symlinks must stay inside the project directory. XML is parsed"
-        " with entities and network access disabled."
+        " with entities and network access disabled; a document with a DOCTYPE is refused"
+        " whole, as libxml2 would expand or drop entities in its attributes."
     ),
     examples=[
         "file: {path: inbox/orders/*.csv, format: csv,"

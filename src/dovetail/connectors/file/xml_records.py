@@ -8,6 +8,11 @@ XML-to-JSON convention: child elements become keys (repeated children a list), a
 element is its text (None when empty). Namespaces are dropped from keys. A record that
 refers to an entity other than the predefined five (``&amp;``...) is a poison record: the
 entity is never expanded, and silently dropping it would lose data.
+
+A document with a DOCTYPE declaration is refused as a whole (a fatal record, nothing read
+from it): libxml2 substitutes internal entities in attribute values, and drops references
+to entities of an external DTD from them, even with entity resolution off, so no attribute
+of such a document can be trusted.
 """
 
 from __future__ import annotations
@@ -76,7 +81,8 @@ def read_xml(stream: BinaryIO, options: ReaderOptions) -> Iterator[Record]:
     """Yield one record per element named ``options.record`` (local name, or ``{ns}name``).
 
     A record deeper than ``max_depth`` or larger than ``max_record_bytes`` is a poison record;
-    a document that is not well-formed ends the file with a fatal record.
+    a document that is not well-formed or has a DOCTYPE ends the file with a fatal record
+    (``FileUnreadable``).
     """
     limits = options.limits
     wanted = options.record or "record"
@@ -96,8 +102,12 @@ def read_xml(stream: BinaryIO, options: ReaderOptions) -> Iterator[Record]:
     depth = size = 0
     start_line: int | None = None
     broken: str | None = None
+    checked = False
     try:
         for event, elem in parser:
+            if not checked:  # the first start tag: any DOCTYPE has been read by now
+                _refuse_doctype(elem)
+                checked = True
             if event == "start":
                 if current is None:
                     name = elem.tag if match_clark else local_name(elem.tag)
@@ -142,9 +152,23 @@ def read_xml(stream: BinaryIO, options: ReaderOptions) -> Iterator[Record]:
             _release(current)
             current = None
     except etree.XMLSyntaxError as exc:
-        line = exc.lineno or start_line or 1
-        message = exc.msg or str(exc)
-        raise FileUnreadable(f"line {line}: XML is not well-formed: {message}") from None
+        line, message = exc.lineno, exc.msg or str(exc)
+        errors = parser.error_log
+        if errors and (not line or message == "no element found"):  # the cause came first
+            line, message = errors[0].line, errors[0].message
+        raise FileUnreadable(
+            f"line {line or start_line or 1}: XML is not well-formed: {message}"
+        ) from None
+
+
+def _refuse_doctype(root: etree._Element) -> None:
+    docinfo = root.getroottree().docinfo
+    if docinfo.internalDTD is not None or docinfo.system_url or docinfo.public_id:
+        raise FileUnreadable(
+            f"line {root.sourceline}: the document has a DOCTYPE declaration before its root"
+            " element; DTDs and entities are not accepted (an entity in an attribute would be"
+            " expanded or dropped), so the file is refused"
+        )
 
 
 def _release(elem: etree._Element) -> None:

@@ -20,9 +20,11 @@ import anyio
 import httpx
 from pydantic import SecretStr, model_validator
 
+from dovetail.config.fields import holds_reference
 from dovetail.config.secrets import refresh_value
 from dovetail.connectors.http.classify import StatusPolicy, classify_exception, classify_response
 from dovetail.errors import MessageError, PermanentError, TransientError
+from dovetail.observability.redaction import register_credential
 from dovetail.plugins.spec import ComponentConfig
 
 
@@ -214,6 +216,8 @@ def build_authenticator(config: AuthConfig | None) -> Authenticator:
         username = config.basic.username
 
         def basic(values: tuple[str, ...]) -> dict[str, str]:
+            if not holds_reference(values[0]):  # an echoed header is redacted whole
+                register_credential(username, values[0])
             encoded = base64.b64encode(f"{username}:{values[0]}".encode()).decode("ascii")
             return {"authorization": f"Basic {encoded}"}
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import httpx
 
 from dovetail.errors import MessageError, PermanentError, RateLimitedError, TransientError
+from dovetail.observability.redaction import redact
 
 DEFAULT_TRANSIENT: frozenset[int] = frozenset({408, 425, 429, 500, 502, 503, 504})
 """Status codes retried by default; other 5xx are retried too, except 501 and 505."""
@@ -26,6 +27,9 @@ NEVER_RETRIED_5XX: frozenset[int] = frozenset({501, 505})
 
 BODY_EXCERPT = 200
 """How many characters of a failed response's body go into the failure reason."""
+
+_EXCERPT_WINDOW = 8 * 1024
+"""How much of the body is read for the excerpt (secrets are redacted from all of it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,4 +157,5 @@ def _body_excerpt(response: httpx.Response) -> str:
         text = response.text
     except (httpx.ResponseNotRead, UnicodeDecodeError, LookupError):
         return ""
-    return " ".join(text[: BODY_EXCERPT * 2].split())[:BODY_EXCERPT]
+    # redacted before it is cut, so a secret across the cut cannot leave a readable prefix
+    return " ".join(redact(text[:_EXCERPT_WINDOW]).split())[:BODY_EXCERPT]

@@ -22,6 +22,7 @@ from dovetail.connectors.http.classify import (
     describe_request,
 )
 from dovetail.connectors.http.soap import SoapConfig, SoapOperation
+from dovetail.connectors.http.url_template import UrlTemplate
 from dovetail.contracts.config import Contract
 from dovetail.core.component import BuildContext
 from dovetail.core.envelope import Envelope
@@ -29,14 +30,14 @@ from dovetail.core.ids import make_traceparent
 from dovetail.errors import MessageError, PermanentError, TransientError
 from dovetail.plugins.spec import ComponentConfig, ComponentSpec
 
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 class HttpSinkConfig(ComponentConfig):
     url: str
     """Target URL. `{field}` placeholders in the path or query are filled from the payload's
-    top-level fields (URL-encoded); the host can never come from the payload."""
+    top-level fields (URL-encoded); the host can never come from the payload, and a value
+    that would make a path segment empty, `.` or `..` (in any encoding) is dead-lettered."""
     method: Literal["POST", "PUT", "PATCH", "DELETE"] = "POST"
     """HTTP method. POST, PUT and PATCH send the payload as the JSON body; DELETE sends none."""
     headers: dict[str, str] = Field(default_factory=dict)
@@ -120,8 +121,7 @@ class HttpSink:
         self.config = config
         self._flow = context.flow
         self._policy = config.status_policy()
-        self._host = urlsplit(config.url).netloc.lower()
-        self._templated = bool(_PLACEHOLDER.search(config.url))
+        self._url = UrlTemplate(config.url)
         self._auth: Authenticator = build_authenticator(config.auth)
         self._limiter = anyio.CapacityLimiter(config.concurrency)
         self._client: httpx.AsyncClient | None = None
@@ -169,27 +169,11 @@ class HttpSink:
     def target_url(self, payload: Any) -> str:
         """The URL for ``payload``: placeholders filled, URL-encoded, host checked.
 
-        Raises ``PermanentError`` when a placeholder has no usable value or the filled URL
+        Raises ``PermanentError`` when a placeholder has no usable value, a filled path
+        segment would be empty or a dot segment (``..`` climbs the path), or the filled URL
         would reach another host.
         """
-        if not self._templated:
-            return self.config.url
-
-        def fill(match: re.Match[str]) -> str:
-            field = match.group(1)
-            if not isinstance(payload, dict) or field not in payload:
-                raise PermanentError(f"URL placeholder {{{field}}} has no value in the payload")
-            value = payload[field]
-            if value is None or isinstance(value, dict | list):
-                kind = "null" if value is None else type(value).__name__
-                raise PermanentError(f"URL placeholder {{{field}}} is {kind}, not a scalar")
-            text = str(value).lower() if isinstance(value, bool) else str(value)
-            return quote(text, safe="")
-
-        url = _PLACEHOLDER.sub(fill, self.config.url)
-        if urlsplit(url).netloc.lower() != self._host:
-            raise PermanentError("the URL built from the payload leaves the configured host")
-        return url
+        return self._url.fill(payload)
 
     async def _deliver(self, envelope: Envelope) -> MessageError | None:
         assert self._client is not None
@@ -279,7 +263,10 @@ SPEC = ComponentSpec(
         " before they expire, and renewed once when the API answers 401.\n\n"
         "`{field}` placeholders in the URL path or query are filled from the payload,"
         " URL-encoded; a filled URL must keep the configured host, so message content cannot"
-        " redirect requests elsewhere.\n\n"
+        " redirect requests elsewhere. A value that would make a path segment empty or a dot"
+        " segment (`.`, `..`, or a form decoding to one such as `%2e%2e` or `../`) is"
+        " dead-lettered (permanent failure), as the request would climb to another resource."
+        "\n\n"
         "With `soap`, each message calls a SOAP operation from a WSDL (SOAP 1.1 or 1.2): the"
         " payload's top-level fields become the operation's parameters, the envelope is built"
         " and POSTed to `url` with the binding's `SOAPAction`. A SOAP Fault is dead-lettered"
