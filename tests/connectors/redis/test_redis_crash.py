@@ -9,9 +9,6 @@ the dead-letter queue is empty.
 
 from __future__ import annotations
 
-import json
-import sqlite3
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -21,7 +18,13 @@ from typing import Any
 import orjson
 import pytest
 
-from dovetail.testing.crash import CrashHarness, dovetail_executable
+from dovetail.testing.broker_crash import (
+    TableWatch,
+    broker_crash,
+    dead_letters,
+    table_flow,
+    table_project,
+)
 
 KILLS = 10
 RATE = 50.0  # entries per second
@@ -29,25 +32,14 @@ MAX_ENTRIES = 20_000
 TAIL = 50  # appended after the kills, so the final run has work before it is stopped
 FLOW_NAME = "stream-to-table"
 
-FLOW = f"""\
-flow: {FLOW_NAME}
-version: 1.0.0
-source:
-  redis: {{stream: "${{env:CRASH_STREAM}}", group: crash, consumer: worker-1, block: 200ms}}
-steps:
-  - map:
-      jsonata: '{{"entry_key": key, "amount": amount}}'
-sink:
-  sql:
-    url: sqlite:///data/out.db
-    init_sql: sql/init.sql
-    table: entries
-    mode: upsert
-    key: [entry_key]
-delivery:
-  idempotency_key: key
-runtime: {{batch_size: 100, workers: 2}}
-"""
+FLOW = table_flow(
+    FLOW_NAME,
+    source='redis: {stream: "${env:CRASH_STREAM}", group: crash, consumer: worker-1, block: 200ms}',
+    steps="""- map: {jsonata: '{"entry_key": key, "amount": amount}'}""",
+    table="entries",
+    key="entry_key",
+    idempotency_key="key",
+)
 
 INIT_SQL = "CREATE TABLE IF NOT EXISTS entries (entry_key TEXT PRIMARY KEY, amount INTEGER);"
 
@@ -79,6 +71,10 @@ class Producer:
             self.appended.append(key)
 
     @property
+    def sent(self) -> list[str]:
+        return self.appended
+
+    @property
     def done(self) -> bool:
         return not self._thread.is_alive()
 
@@ -93,66 +89,22 @@ class Producer:
             self.appended.append(key)
 
 
-def table_keys(database: Path) -> list[str]:
-    if not database.exists():
-        return []
-    try:
-        with sqlite3.connect(database, timeout=0.2) as db:
-            return [row[0] for row in db.execute("SELECT entry_key FROM entries")]
-    except sqlite3.OperationalError:  # locked by the writer, or the table not created yet
-        return []
-
-
-def counter(database: Path) -> Callable[[], int]:
-    last = 0
-
-    def count() -> int:
-        nonlocal last
-        last = max(last, len(table_keys(database)))
-        return last
-
-    return count
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_no_entry_is_lost_across_ten_kills(
     tmp_path: Path, rdb: Any, streams: Callable[[str], str]
 ) -> None:
     stream = streams("crash")
-    (tmp_path / "flows").mkdir()
-    (tmp_path / "sql").mkdir()
-    (tmp_path / "data").mkdir()
-    (tmp_path / "dovetail.yaml").write_text("project: crash-redis\n")
-    (tmp_path / "flows" / f"{FLOW_NAME}.yaml").write_text(FLOW)
-    (tmp_path / "sql" / "init.sql").write_text(INIT_SQL)
-    database = tmp_path / "data" / "out.db"
+    table = TableWatch(table_project(tmp_path, FLOW, INIT_SQL), "entries", "entry_key")
     producer = Producer(rdb, stream)
-    harness = CrashHarness(
+    report = broker_crash(
         tmp_path,
+        producer=producer,
+        table=table,
+        env={"CRASH_STREAM": stream},
         kills=KILLS,
         interval=(0.3, 1.0),
-        seed=20261129,
-        once=False,
-        env={"CRASH_STREAM": stream},
-        activity=counter(database),
     )
-
-    def drained() -> bool:
-        if not producer.done:
-            return False
-        return len(table_keys(database)) >= len(producer.appended)
-
-    producer.start()
-    try:
-        report = harness.run(
-            expected=lambda: producer.appended,
-            delivered=lambda: table_keys(database),
-            until=drained,
-            after_kills=producer.finish,
-        )
-    finally:
-        producer.stop()
     print(f"\n{report.describe()}; appended {len(producer.appended)}")
 
     assert report.kills >= KILLS, report.describe()
@@ -162,10 +114,4 @@ def test_no_entry_is_lost_across_ten_kills(
     recovered = sum("pending entries read again" in text for text in logs)
     assert recovered > 0, "no kill left entries pending: the kills missed the traffic"
     assert int(rdb.xpending(stream, "crash")["pending"]) == 0
-    listed = subprocess.run(
-        [str(dovetail_executable()), "dlq", "list", "--status", "all", "--json"],
-        cwd=tmp_path,
-        capture_output=True,
-        check=True,
-    )
-    assert json.loads(listed.stdout) == []
+    assert dead_letters(tmp_path) == []
