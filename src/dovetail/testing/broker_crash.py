@@ -19,6 +19,7 @@ import json
 import sqlite3
 import subprocess
 import textwrap
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -50,6 +51,51 @@ class Producer(Protocol):
     def finish(self) -> None: ...
 
     def stop(self) -> None: ...
+
+
+class ProducerThread:
+    """A ``Producer`` whose traffic runs in a daemon thread.
+
+    A subclass writes ``produce()``: send until ``stopping`` is set, appending each key the
+    broker confirmed to ``sent``; and, if the final run needs work after the kills,
+    ``send_tail()``, which ``finish()`` calls once ``produce()`` has stopped. An exception
+    that ends ``produce()`` is kept in ``errors`` for the test to assert on.
+    """
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.errors: list[str] = []
+        self.stopping = threading.Event()
+        self._thread = threading.Thread(target=self._main, daemon=True)
+
+    def produce(self) -> None:
+        """Send until ``stopping`` is set (in the thread)."""
+        raise NotImplementedError
+
+    def send_tail(self) -> None:
+        """Send what the final run must still find (nothing by default)."""
+
+    @property
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self._thread.ident is not None:
+            self._thread.join(timeout=10)
+
+    def finish(self) -> None:
+        self.stop()
+        self.send_tail()
+
+    def _main(self) -> None:
+        try:
+            self.produce()
+        except Exception as exc:  # the test asserts on it
+            self.errors.append(repr(exc))
 
 
 class TableWatch:

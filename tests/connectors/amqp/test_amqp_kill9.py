@@ -10,7 +10,6 @@ is empty (everything acknowledged) and nothing was dead-lettered.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 from amqp_support import AMQP_URL, QueueState, broker
 
 from dovetail.testing.broker_crash import (
+    ProducerThread,
     TableWatch,
     broker_crash,
     dead_letters,
@@ -52,48 +52,27 @@ amqp:
 INIT_SQL = "CREATE TABLE IF NOT EXISTS orders (order_id TEXT PRIMARY KEY, amount INTEGER);"
 
 
-class Publisher(threading.Thread):
+class Publisher(ProducerThread):
     """Publishes numbered orders (confirmed) at a steady rate until stopped."""
 
     def __init__(self, queue: str, backlog: list[str]) -> None:
-        super().__init__(daemon=True)
+        super().__init__()
         self.queue = queue
         self.next = len(backlog)
-        self.published = list(backlog)  # already in the queue
-        self.error: BaseException | None = None
-        self._stopping = threading.Event()
+        self.sent.extend(backlog)  # already in the queue
 
-    @property
-    def sent(self) -> list[str]:
-        return self.published
-
-    @property
-    def done(self) -> bool:
-        return not self.is_alive()
-
-    def finish(self) -> None:
-        """Stop publishing and wait for the last confirms."""
-        self.stop()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self.join(10)
-
-    def run(self) -> None:
-        try:
-            asyncio.run(self._publish())
-        except BaseException as exc:  # reported by the test
-            self.error = exc
+    def produce(self) -> None:
+        asyncio.run(self._publish())
 
     async def _publish(self) -> None:
         started = time.monotonic()
         async with broker() as client:
             sent = 0
-            while not self._stopping.is_set() and self.next < MAX_MESSAGES:
+            while not self.stopping.is_set() and self.next < MAX_MESSAGES:
                 await asyncio.sleep(max(0.0, started + sent / RATE - time.monotonic()))
                 keys = [f"Q-{n:05d}" for n in range(self.next, self.next + 10)]
                 await client.publish(self.queue, [order(key) for key in keys])
-                self.published.extend(keys)
+                self.sent.extend(keys)
                 self.next += 10
                 sent += 10
 
@@ -141,12 +120,12 @@ def test_no_message_is_lost_across_kill_9_of_a_consuming_run(
         interval=(0.2, 0.8),  # counted from the moment rows start arriving
         drained=drained,
     )
-    print(f"\n{report.describe()}; published {len(publisher.published)}")
+    print(f"\n{report.describe()}; published {len(publisher.sent)}")
 
-    assert publisher.error is None
+    assert publisher.errors == []
     assert report.kills >= KILLS, report.describe()
     assert report.ok, report.describe()
-    assert report.expected == len(publisher.published) > BACKLOG
+    assert report.expected == len(publisher.sent) > BACKLOG
     final = queue_state(queue)
     assert final.ready == 0 and final.consumers == 0, "every message acknowledged"
     assert dead_letters(tmp_path) == []

@@ -9,7 +9,6 @@ confirmed publish is in the table and nothing is left for the session.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +20,7 @@ import pytest
 from mqtt_support import HOST, PORT, Names
 
 from dovetail.testing.broker_crash import (
+    ProducerThread,
     TableWatch,
     broker_crash,
     dead_letters,
@@ -53,33 +53,25 @@ mqtt:
 INIT_SQL = "CREATE TABLE IF NOT EXISTS readings (message_key TEXT PRIMARY KEY, amount INTEGER);"
 
 
-class Publisher:
+class Publisher(ProducerThread):
     """Publishes QoS 1 messages at ``RATE`` per second from a thread until ``stop()``.
 
-    ``confirmed`` holds the keys the broker acknowledged (PUBACK). Publishing pauses while
+    ``sent`` holds the keys the broker acknowledged (PUBACK). Publishing pauses while
     more than ``BACKLOG`` messages wait for the flow, so the broker never reaches its queue
     limit for the offline session (``max_queued_messages``) and drops messages itself.
     """
 
     def __init__(self, topic: str, consumed: Callable[[], int]) -> None:
+        super().__init__()
         self.topic = topic
         self.consumed = consumed
-        self.confirmed: list[str] = []
-        self.errors: list[str] = []
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=lambda: anyio.run(self._publish), daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
+    def produce(self) -> None:
+        anyio.run(self._publish)
 
-    def stop(self) -> None:
-        self._stopping.set()
-        self._thread.join(timeout=10)
-
-    def finish(self) -> None:
-        """Stop the steady traffic, then publish ``TAIL`` more messages at once."""
-        self.stop()
-        start = len(self.confirmed) + 1_000_000
+    def send_tail(self) -> None:
+        """Publish ``TAIL`` more messages at once."""
+        start = len(self.sent) + 1_000_000
 
         async def tail() -> None:
             async with aiomqtt.Client(HOST, PORT) as client:
@@ -87,17 +79,9 @@ class Publisher:
                     key = f"M-{number}"
                     body = orjson.dumps({"key": key, "amount": number})
                     await client.publish(self.topic, body, qos=1)
-                    self.confirmed.append(key)
+                    self.sent.append(key)
 
         anyio.run(tail)
-
-    @property
-    def sent(self) -> list[str]:
-        return self.confirmed
-
-    @property
-    def done(self) -> bool:
-        return not self._thread.is_alive()
 
     async def _publish(self) -> None:
         try:
@@ -106,15 +90,15 @@ class Publisher:
                 for number in range(MAX_MESSAGES):
                     pause = started + number / RATE - time.monotonic()
                     await anyio.sleep(max(0.0, pause))
-                    while number - self.consumed() > BACKLOG and not self._stopping.is_set():
+                    while number - self.consumed() > BACKLOG and not self.stopping.is_set():
                         await anyio.sleep(0.1)
                         started += 0.1
-                    if self._stopping.is_set():
+                    if self.stopping.is_set():
                         return
                     key = f"M-{number:05d}"
                     body = orjson.dumps({"key": key, "amount": number})
                     await client.publish(self.topic, body, qos=1)
-                    self.confirmed.append(key)
+                    self.sent.append(key)
         except aiomqtt.MqttError as exc:
             self.errors.append(str(exc))
 
@@ -159,11 +143,11 @@ def test_no_message_is_lost_across_ten_kills(tmp_path: Path, names: Names) -> No
         interval=(0.3, 1.0),
         finish_timeout=90,
     )
-    print(f"\n{report.describe()}; published {len(publisher.confirmed)}")
+    print(f"\n{report.describe()}; published {len(publisher.sent)}")
 
     assert publisher.errors == []
     assert report.kills >= KILLS, report.describe()
     assert report.ok, report.describe()
-    assert len(publisher.confirmed) >= 600, "the traffic did not outlast the kills"
+    assert len(publisher.sent) >= 600, "the traffic did not outlast the kills"
     assert anyio.run(left_in_session, client_id, topic) == 0
     assert dead_letters(tmp_path) == []

@@ -9,7 +9,6 @@ published order is in the table with the right values, and the consumer has noth
 
 from __future__ import annotations
 
-import threading
 import uuid
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from nats_support import JetStream, create_stream, delete_stream
 from tests.conftest import require_service
 
 from dovetail.testing.broker_crash import (
+    ProducerThread,
     TableWatch,
     broker_crash,
     dead_letters,
@@ -63,41 +63,21 @@ INIT_SQL = (
 )
 
 
-class Publisher:
-    """Publishes ``MESSAGES`` orders: at ``RATE`` until ``hurry()``, then the rest at once.
+class Publisher(ProducerThread):
+    """Publishes ``MESSAGES`` orders: at ``RATE`` until the kills are over (``stopping``), then
+    the rest at once.
 
-    The last ``HELD_BACK`` wait for ``hurry()``: the final run must consume them, so it is
-    up (its signal handlers installed) before the harness sends it SIGTERM. ``confirmed``
+    The last ``HELD_BACK`` wait for the end of the kills: the final run must consume them, so
+    it is up (its signal handlers installed) before the harness sends it SIGTERM. ``sent``
     holds the keys whose PubAck arrived.
     """
 
     def __init__(self, js: JetStream) -> None:
+        super().__init__()
         self.js = js
-        self.confirmed: list[str] = []
-        self.errors: list[str] = []
-        self._hurry = threading.Event()
-        self._thread = threading.Thread(target=anyio.run, args=(self._publish,), daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def hurry(self) -> None:
-        self._hurry.set()
-
-    @property
-    def sent(self) -> list[str]:
-        return self.confirmed
-
-    @property
-    def done(self) -> bool:
-        return not self._thread.is_alive()
-
-    def finish(self) -> None:
-        self.hurry()
-
-    def stop(self) -> None:
-        self.hurry()
-        self._thread.join(timeout=10)
+    def produce(self) -> None:
+        anyio.run(self._publish)
 
     async def _publish(self) -> None:
         import nats
@@ -108,8 +88,8 @@ class Publisher:
             started = anyio.current_time()
             for n in range(MESSAGES):
                 if n == MESSAGES - HELD_BACK:
-                    await anyio.to_thread.run_sync(self._hurry.wait)
-                if not self._hurry.is_set():
+                    await anyio.to_thread.run_sync(self.stopping.wait)
+                if not self.stopping.is_set():
                     await anyio.sleep(max(0.0, started + n / RATE - anyio.current_time()))
                 key = f"N-{n:05d}"
                 body = orjson.dumps({"order_id": key, "amount": n})
@@ -118,7 +98,7 @@ class Publisher:
                 except Exception as exc:
                     self.errors.append(f"{key}: {exc!r}")
                     return
-                self.confirmed.append(key)
+                self.sent.append(key)
         finally:
             await client.close()
 
@@ -159,7 +139,7 @@ def test_every_published_message_reaches_the_table_across_10_kills(tmp_path: Pat
     print(f"\n{report.describe()}\ntable writes {total_writes}")
 
     assert publisher.errors == []
-    assert len(publisher.confirmed) == MESSAGES
+    assert len(publisher.sent) == MESSAGES
     assert report.kills >= KILLS, report.describe()
     assert report.ok, report.describe()
     assert report.delivered == MESSAGES

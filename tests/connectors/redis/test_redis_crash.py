@@ -9,7 +9,6 @@ the dead-letter queue is empty.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +18,7 @@ import orjson
 import pytest
 
 from dovetail.testing.broker_crash import (
+    ProducerThread,
     TableWatch,
     broker_crash,
     dead_letters,
@@ -44,49 +44,31 @@ FLOW = table_flow(
 INIT_SQL = "CREATE TABLE IF NOT EXISTS entries (entry_key TEXT PRIMARY KEY, amount INTEGER);"
 
 
-class Producer:
+class Producer(ProducerThread):
     """Appends entries at ``RATE`` per second from a thread until ``stop()``."""
 
     def __init__(self, rdb: Any, stream: str) -> None:
+        super().__init__()
         self.rdb = rdb
         self.stream = stream
-        self.appended: list[str] = []
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._produce, daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._thread.join(timeout=10)
-
-    def finish(self) -> None:
-        """Stop the steady traffic, then append ``TAIL`` more entries at once."""
-        self.stop()
-        start = len(self.appended) + 1_000_000
+    def send_tail(self) -> None:
+        """Append ``TAIL`` more entries at once."""
+        start = len(self.sent) + 1_000_000
         for number in range(start, start + TAIL):
             key = f"E-{number}"
             self.rdb.xadd(self.stream, {"payload": orjson.dumps({"key": key, "amount": number})})
-            self.appended.append(key)
+            self.sent.append(key)
 
-    @property
-    def sent(self) -> list[str]:
-        return self.appended
-
-    @property
-    def done(self) -> bool:
-        return not self._thread.is_alive()
-
-    def _produce(self) -> None:
+    def produce(self) -> None:
         started = time.monotonic()
         for number in range(MAX_ENTRIES):
             pause = started + number / RATE - time.monotonic()
-            if self._stopping.wait(max(0.0, pause)):
+            if self.stopping.wait(max(0.0, pause)):
                 return
             key = f"E-{number:05d}"
             self.rdb.xadd(self.stream, {"payload": orjson.dumps({"key": key, "amount": number})})
-            self.appended.append(key)
+            self.sent.append(key)
 
 
 @pytest.mark.slow
@@ -105,11 +87,11 @@ def test_no_entry_is_lost_across_ten_kills(
         kills=KILLS,
         interval=(0.3, 1.0),
     )
-    print(f"\n{report.describe()}; appended {len(producer.appended)}")
+    print(f"\n{report.describe()}; appended {len(producer.sent)}")
 
     assert report.kills >= KILLS, report.describe()
     assert report.ok, report.describe()
-    assert len(producer.appended) >= 600, "the traffic did not outlast the kills"
+    assert len(producer.sent) >= 600, "the traffic did not outlast the kills"
     logs = [path.read_text(errors="replace") for path in report.log_dir.glob("run-*.log")]
     recovered = sum("pending entries read again" in text for text in logs)
     assert recovered > 0, "no kill left entries pending: the kills missed the traffic"
