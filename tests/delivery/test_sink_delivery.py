@@ -10,6 +10,7 @@ import anyio
 
 from dovetail.core.ack import Settlement
 from dovetail.core.envelope import Envelope
+from dovetail.core.pacing import pace_request
 from dovetail.delivery.clock import FakeClock
 from dovetail.delivery.retry import RetryPolicy
 from dovetail.delivery.sink_delivery import SinkDelivery
@@ -132,15 +133,58 @@ def test_keys_already_delivered_are_skipped_across_runs(tmp_path: Path) -> None:
     assert duplicates == 2
 
 
-def test_rate_limit_spaces_out_writes() -> None:
-    sink = ScriptedSink({})
+def busiest_window(times: list[float], window: float = 1.0) -> int:
+    """The most of ``times`` that fall within any span of ``window`` seconds."""
+    ordered = sorted(times)
+    best = start = 0
+    for end, moment in enumerate(ordered):
+        while moment - ordered[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+class DepartureSink(ScriptedSink):
+    """Records the moment each message leaves, after a wait of its own before sending (a
+    connection, a token): the first ``slow`` messages wait ``delay`` seconds, the rest none."""
+
+    def __init__(self, *, paced: bool, slow: int = 0, delay: float = 0.0) -> None:
+        super().__init__({})
+        self.paces_requests = paced
+        self.slow, self.delay = slow, delay
+        self.departures: list[float] = []
+
+    async def write(self, batch: Sequence[Envelope]) -> list[BaseException | None]:
+        for envelope in batch:
+            assert isinstance(envelope.payload, int)
+            if envelope.payload < self.slow:
+                await anyio.sleep(self.delay)
+            if self.paces_requests:
+                await pace_request()
+            self.departures.append(time.monotonic())
+        return await super().write(batch)
+
+
+def test_rate_limit_paces_writes_as_they_leave() -> None:
+    sink = DepartureSink(paced=False)
     delivery = SinkDelivery("erp", sink, RetryPolicy(), flow="f", store=None, rate_limit=20.0)
-    started = time.monotonic()
-    anyio.run(delivery.deliver, envelopes(*range(50)))
-    elapsed = time.monotonic() - started
-    assert sink.accepted == list(range(50))
-    assert all(len(call) <= 20 for call in sink.calls)
-    assert elapsed >= 1.4  # 50 messages at 20/s: at least 1.5 s minus the initial burst slack
+    anyio.run(delivery.deliver, envelopes(*range(30)))
+    assert sorted(sink.accepted) == list(range(30))  # type: ignore[type-var]
+    assert all(len(call) == 1 for call in sink.calls)
+    # a leaky bucket of one token at 20/s: any second sees at most 20 writes plus that token
+    assert busiest_window(sink.departures) <= 21
+    assert busiest_window(sink.departures, 0.5) <= 11
+
+
+def test_a_sink_that_waits_before_sending_spends_its_token_as_the_request_leaves() -> None:
+    # the first eight requests wait 0.6 s inside the sink (for a connection, an OAuth2
+    # token); had they taken their tokens before that wait, they would leave together
+    sink = DepartureSink(paced=True, slow=8, delay=0.6)
+    delivery = SinkDelivery("erp", sink, RetryPolicy(), flow="f", store=None, rate_limit=20.0)
+    anyio.run(delivery.deliver, envelopes(*range(30)))
+    assert sorted(sink.accepted) == list(range(30))  # type: ignore[type-var]
+    assert busiest_window(sink.departures) <= 21
+    assert busiest_window(sink.departures, 0.5) <= 11
 
 
 def test_a_repeated_key_shares_the_fate_of_its_first_message() -> None:

@@ -21,6 +21,7 @@ from aiolimiter import AsyncLimiter
 
 from dovetail.core.component import Sink
 from dovetail.core.envelope import Envelope
+from dovetail.core.pacing import paces_requests, pacing
 from dovetail.core.steps import mark_failed
 from dovetail.delivery.circuit import CircuitBreaker
 from dovetail.delivery.clock import Clock, SystemClock
@@ -283,37 +284,39 @@ class SinkDelivery:
         limiter = self._limiter
         if limiter is None:
             return await self._write_once(batch)
-        # rate-limited: each message takes its token just before it is written, and the
-        # writes overlap. A message first takes one of the sink's concurrency slots (shared by
-        # the flow's workers), then its token: a token is never held while the request waits
-        # for a connection, so requests freed by a slow answer cannot reach the partner in a
-        # burst above the rate.
+        # rate-limited: the writes overlap, one message each. A message first takes one of
+        # the sink's concurrency slots (shared by the flow's workers); its token is taken when
+        # its request leaves (core/pacing.py): by the sink right before sending, when the sink
+        # paces its requests, else just before ``write``. A token is never held while the
+        # request waits, so requests that waited cannot reach the partner in a burst.
         if self._slots is None:
             self._slots = anyio.CapacityLimiter(_concurrency_of(self.sink))
         slots = self._slots
         outcomes: list[BaseException | None] = [None] * len(batch)
-        waited = [0.0]
+        turns = _Turns(limiter)
+        paced_by_sink = paces_requests(self.sink)
 
         async def one(index: int, envelope: Envelope) -> None:
             async with slots:
-                began = time.perf_counter()
-                await limiter.acquire()
-                waited[0] += time.perf_counter() - began
-                (outcomes[index],) = await self._write_once([envelope])
+                with pacing(turns):
+                    if not paced_by_sink:
+                        await turns.wait_turn()
+                    (outcomes[index],) = await self._write_once([envelope])
 
         async with anyio.create_task_group() as group:
             for index, envelope in enumerate(batch):
                 group.start_soon(one, index, envelope)
-        if waited[0] > 0.001:
+        waited = turns.waited
+        if waited > 0.001:
             log.debug(
                 "rate limit delayed writes",
                 flow=self.flow,
                 step=self.step_name,
                 messages=len(batch),
-                waited=round(waited[0], 3),
+                waited=round(waited, 3),
             )
         if self.observer is not None:
-            self.observer.rate_limit_wait(self.flow, self.name, waited[0])
+            self.observer.rate_limit_wait(self.flow, self.name, waited)
         return outcomes
 
     async def _write_once(self, batch: list[Envelope]) -> list[BaseException | None]:
@@ -337,3 +340,16 @@ def _concurrency_of(sink: Sink) -> int:
     """How many writes the sink runs at once: its ``concurrency`` option, if it has one."""
     value = getattr(getattr(sink, "config", None), "concurrency", None)
     return value if isinstance(value, int) and value > 0 else _UNBOUNDED_WRITES
+
+
+class _Turns:
+    """The rate limit as a ``Pacer``; adds up how long requests waited for their turn."""
+
+    def __init__(self, limiter: AsyncLimiter) -> None:
+        self.limiter = limiter
+        self.waited = 0.0
+
+    async def wait_turn(self) -> None:
+        began = time.perf_counter()
+        await self.limiter.acquire()
+        self.waited += time.perf_counter() - began

@@ -28,6 +28,9 @@ The seed comes from the ``DOVETAIL_CRASH_SEED`` environment variable, else the `
 argument, else a random one; it is printed (stderr) and kept in the report, so a failing
 schedule can be repeated. Each run's output goes to ``log_dir`` (default
 ``<project>/.dovetail/crash-logs``).
+
+``dovetail.testing.broker_crash`` runs the same plan for a flow that consumes a broker into a
+SQLite table, for every broker connector's kill -9 test.
 """
 
 from __future__ import annotations

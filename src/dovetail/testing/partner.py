@@ -296,7 +296,9 @@ class PartnerServer:
         request.state.arrived = time.time()
         raw = await request.body()
         fault = self._next_fault(request.url.path, random_faults=False)
-        if fault is not None:
+        if isinstance(fault, str) and fault.startswith("slow:"):
+            await asyncio.sleep(_seconds(fault[5:]))
+        elif fault is not None:
             return await self._fail(request, raw, None, fault)
         form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", errors="replace")).items()}
         client_id, client_secret = form.get("client_id"), form.get("client_secret")

@@ -2,81 +2,29 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import settings
 from pydantic import ValidationError
 
 from dovetail.connectors.amqp import sink, source
-from dovetail.connectors.amqp.codec import (
-    decode_body,
-    encode_payload,
-    header_text,
-    headers_from_amqp,
-)
+from dovetail.connectors.amqp.codec import header_text, headers_from_amqp
 from dovetail.connectors.amqp.config import (
     AmqpSinkConfig,
     AmqpSourceConfig,
-    PayloadFormat,
     describe_url,
 )
 from dovetail.connectors.amqp.connection import classify_error
-from dovetail.errors import PayloadRejected, PermanentError, TransientError
+from dovetail.errors import PermanentError, TransientError
 from dovetail.plugins.spec import ComponentSpec
 from dovetail.testing.components import build_component
 
 PROPERTY = settings(max_examples=100, deadline=None)
 URL = "amqp://guest:guest@127.0.0.1:5672/"
-
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    ),
-    max_leaves=20,
-)
-
-
-@PROPERTY
-@given(json_values)
-def test_json_payloads_survive_the_round_trip(payload: Any) -> None:
-    body = encode_payload(payload, "json")
-    assert decode_body(body, "json", max_bytes=1 << 20, max_depth=64) == payload
-
-
-@PROPERTY
-@given(st.binary(max_size=512))
-def test_any_bytes_survive_the_base64_round_trip(body: bytes) -> None:
-    payload = decode_body(body, "bytes-base64", max_bytes=1 << 20, max_depth=64)
-    assert isinstance(payload, str) and base64.b64decode(payload) == body
-    assert encode_payload(payload, "bytes-base64") == body
-
-
-@PROPERTY
-@given(st.binary(max_size=256))
-def test_reading_any_body_either_succeeds_or_is_rejected(body: bytes) -> None:
-    formats: tuple[PayloadFormat, ...] = ("json", "text")
-    for fmt in formats:
-        try:
-            decode_body(body, fmt, max_bytes=1 << 20, max_depth=8)
-        except PayloadRejected as exc:
-            reason = exc.reason
-            assert reason.startswith(("the message body is not valid", "JSON nested"))
-
-
-def test_limits_reject_large_and_deep_bodies() -> None:
-    with pytest.raises(PayloadRejected, match="larger than the limit"):
-        decode_body(b"x" * 11, "text", max_bytes=10, max_depth=8)
-    with pytest.raises(PayloadRejected, match="deeper than the limit of 3"):
-        decode_body(b"[[[[1]]]]", "json", max_bytes=100, max_depth=3)
-    with pytest.raises(PayloadRejected, match="not valid UTF-8"):
-        decode_body(b"\xff", "text", max_bytes=100, max_depth=3)
 
 
 def test_header_values_become_text() -> None:
@@ -94,15 +42,6 @@ def test_header_values_become_text() -> None:
         "tags": '["a",1]',
     }
     assert header_text(None) is None
-
-
-def test_text_formats_need_string_payloads() -> None:
-    with pytest.raises(PermanentError, match="needs a string payload"):
-        encode_payload({"a": 1}, "text")
-    with pytest.raises(PermanentError, match="not valid base64"):
-        encode_payload("not base64!", "bytes-base64")
-    with pytest.raises(PermanentError, match="cannot be sent as JSON"):
-        encode_payload({1, 2}, "json")
 
 
 def test_passwords_never_show_in_descriptions() -> None:

@@ -163,7 +163,7 @@ def test_a_poison_message_is_dead_lettered_then_acked(project: Path, names: Name
                 await store.close()
             assert summary.dead_lettered == 1 and capture.received == [{"id": 1}]
             assert letter.step == "source"
-            assert "not valid JSON" in letter.reason
+            assert letter.reason.startswith("invalid JSON: ")
             assert letter.payload == "{not json"
             assert letter.source_position is not None
             assert letter.source_position["kind"] == "amqp"

@@ -282,7 +282,7 @@ def test_an_unreadable_body_is_marked_failed_with_its_raw_text(
         broken, binary, good = emitted
         assert broken.failure is not None and broken.failure.step == "source"
         assert broken.failure.permanent
-        assert "not valid JSON" in broken.failure.reason
+        assert broken.failure.reason.startswith("invalid JSON: ")
         assert broken.payload == broken.original == '{"order": '
         assert binary.failure is not None
         assert good.failure is None and good.payload == {"ok": True}

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from dovetail.connectors.kafka import sink, source
-from dovetail.connectors.kafka.codec import decode_value, encode_payload, headers_from_record
+from dovetail.connectors.kafka.codec import headers_from_record
 from dovetail.connectors.kafka.config import KafkaSinkConfig, KafkaSourceConfig
+from dovetail.connectors.payload_codec import poison_text
 from dovetail.core.ack import Settlement
 from dovetail.core.envelope import Envelope
-from dovetail.errors import PayloadRejected, PermanentError
+from dovetail.errors import PermanentError
 from dovetail.testing.components import build_component
 
 BASE: dict[str, Any] = {"bootstrap_servers": ["127.0.0.1:9092"]}
@@ -75,17 +77,7 @@ def test_record_key_and_headers(tmp_path: Path) -> None:
     assert headers["idempotency-key"] == b"k-1"
 
 
-def test_values_decode_and_encode() -> None:
-    assert decode_value(b'{"a": 1}', "json", max_bytes=100, max_depth=5) == {"a": 1}
-    assert decode_value(b"\x00\x01", "bytes-base64", max_bytes=100, max_depth=5) == "AAE="
-    for bad in (b"{", None, b"x" * 101):
-        with pytest.raises(PayloadRejected):
-            decode_value(bad, "json", max_bytes=100, max_depth=5)
-    with pytest.raises(PayloadRejected):
-        decode_value(b"[[[[1]]]]", "json", max_bytes=100, max_depth=2)
-    assert encode_payload("AAE=", "bytes-base64") == b"\x00\x01"
-    with pytest.raises(PermanentError):
-        encode_payload({"a": 1}, "text")
+def test_record_headers_become_text_headers() -> None:
     assert headers_from_record([("TraceParent", b"x"), ("k", b"\xff")]) == {
         "traceparent": "x",
         "k": "\ufffd",
@@ -96,3 +88,28 @@ def test_every_config_field_is_documented() -> None:
     for spec in (source.SPEC, sink.SPEC):
         for name, field in spec.config.model_json_schema()["properties"].items():
             assert field.get("description"), f"{spec.name}.{name} has no description"
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (None, "the record has no value (a tombstone)"),
+        (b'{"order_id": ', "invalid JSON: "),
+        (b"x" * 2048, "record is 2 KiB, larger than the limit of 1 KiB"),
+    ],
+)
+def test_unreadable_records_become_poison_with_their_text(
+    tmp_path: Path, value: bytes | None, reason: str
+) -> None:
+    component = build_component(
+        "source",
+        "kafka: {bootstrap_servers: ['h:1'], topics: [orders], group_id: g,"
+        " max_record_bytes: 1KiB}",
+        tmp_path,
+    )
+    record = SimpleNamespace(topic="orders", partition=0, offset=7, key=None, headers=[])
+    record.value = value
+    envelope = component._envelope(("orders", 0), record)
+    assert envelope.failure is not None and envelope.failure.reason.startswith(reason)
+    assert envelope.failure.step == "source"
+    assert envelope.payload == poison_text(value)

@@ -7,9 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from paho.mqtt.client import topic_matches_sub
 
-from dovetail.connectors.mqtt.codec import decode_payload, encode_payload
 from dovetail.connectors.mqtt.topics import check_topic_filter, check_topic_name
-from dovetail.errors import PayloadRejected
 
 level = st.text(
     alphabet=st.characters(blacklist_characters="/+#\x00", blacklist_categories=["Cs"]),
@@ -51,24 +49,3 @@ def test_wildcard_filters_are_accepted_and_match_what_they_replace(
 def test_malformed_filters_are_refused(bad: str) -> None:
     with pytest.raises(ValueError, match=r"."):
         check_topic_filter(bad)
-
-
-@given(
-    payload=st.recursive(
-        st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(),
-        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
-        max_leaves=12,
-    )
-)
-def test_json_payloads_round_trip(payload: object) -> None:
-    assert decode_payload(encode_payload(payload, "json"), "json", 1 << 20, 64) == payload
-
-
-def test_bad_payloads_are_rejected_with_a_reason() -> None:
-    with pytest.raises(PayloadRejected, match="invalid JSON"):
-        decode_payload(b"{", "json", 100, 64)
-    with pytest.raises(PayloadRejected, match="larger than the limit"):
-        decode_payload(b"[1, 2, 3]", "json", 4, 64)
-    with pytest.raises(PayloadRejected, match="UTF-8"):
-        decode_payload(b"\xff", "text", 100, 64)
-    assert decode_payload("grüße".encode(), "text", 100, 64) == "grüße"

@@ -9,10 +9,6 @@ published order is in the table with the right values, and the consumer has noth
 
 from __future__ import annotations
 
-import json
-import sqlite3
-import subprocess
-import threading
 import uuid
 from pathlib import Path
 
@@ -22,7 +18,14 @@ import pytest
 from nats_support import JetStream, create_stream, delete_stream
 from tests.conftest import require_service
 
-from dovetail.testing.crash import CrashHarness, dovetail_executable
+from dovetail.testing.broker_crash import (
+    ProducerThread,
+    TableWatch,
+    broker_crash,
+    dead_letters,
+    table_flow,
+    table_project,
+)
 
 MESSAGES = 3_000
 RATE = 60.0  # orders per second while the kills go on (outlasting them); the rest at once
@@ -31,32 +34,24 @@ KILLS = 10
 FLOW_NAME = "nats-to-table"
 DURABLE = "orders-table"
 
-FLOW = f"""\
-flow: {FLOW_NAME}
-version: 1.0.0
-source:
-  nats:
-    url: ${{env:NATS_URL}}
-    stream: ${{env:NATS_STREAM}}
-    subject: ${{env:NATS_SUBJECT}}
-    durable: {DURABLE}
-    ack_wait: 2s
-    fetch_timeout: 1s
-    max_deliver: 50
-steps:
-  - map:
-      jsonata: '{{"order_id": order_id, "amount": amount}}'
-sink:
-  sql:
-    url: sqlite:///data/out.db
-    init_sql: sql/init.sql
-    table: orders
-    mode: upsert
-    key: [order_id]
-delivery:
-  idempotency_key: order_id
-runtime: {{batch_size: 50, workers: 2}}
-"""
+FLOW = table_flow(
+    FLOW_NAME,
+    source=f"""\
+nats:
+  url: ${{env:NATS_URL}}
+  stream: ${{env:NATS_STREAM}}
+  subject: ${{env:NATS_SUBJECT}}
+  durable: {DURABLE}
+  ack_wait: 2s
+  fetch_timeout: 1s
+  max_deliver: 50
+""",
+    steps="""- map: {jsonata: '{"order_id": order_id, "amount": amount}'}""",
+    table="orders",
+    key="order_id",
+    idempotency_key="order_id",
+    runtime="{batch_size: 50, workers: 2}",
+)
 
 INIT_SQL = (
     "CREATE TABLE IF NOT EXISTS orders (order_id TEXT PRIMARY KEY, amount INTEGER);"
@@ -68,42 +63,21 @@ INIT_SQL = (
 )
 
 
-def make_project(root: Path) -> None:
-    (root / "flows").mkdir(parents=True)
-    (root / "sql").mkdir()
-    (root / "data").mkdir()
-    (root / "dovetail.yaml").write_text("project: crash-nats\n")
-    (root / "flows" / f"{FLOW_NAME}.yaml").write_text(FLOW)
-    (root / "sql" / "init.sql").write_text(INIT_SQL)
+class Publisher(ProducerThread):
+    """Publishes ``MESSAGES`` orders: at ``RATE`` until the kills are over (``stopping``), then
+    the rest at once.
 
-
-class Publisher:
-    """Publishes ``MESSAGES`` orders: at ``RATE`` until ``hurry()``, then the rest at once.
-
-    The last ``HELD_BACK`` wait for ``hurry()``: the final run must consume them, so it is
-    up (its signal handlers installed) before the harness sends it SIGTERM. ``confirmed``
+    The last ``HELD_BACK`` wait for the end of the kills: the final run must consume them, so
+    it is up (its signal handlers installed) before the harness sends it SIGTERM. ``sent``
     holds the keys whose PubAck arrived.
     """
 
     def __init__(self, js: JetStream) -> None:
+        super().__init__()
         self.js = js
-        self.confirmed: list[str] = []
-        self.errors: list[str] = []
-        self._hurry = threading.Event()
-        self._thread = threading.Thread(target=anyio.run, args=(self._publish,), daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def hurry(self) -> None:
-        self._hurry.set()
-
-    @property
-    def done(self) -> bool:
-        return not self._thread.is_alive()
-
-    def join(self, timeout: float) -> None:
-        self._thread.join(timeout)
+    def produce(self) -> None:
+        anyio.run(self._publish)
 
     async def _publish(self) -> None:
         import nats
@@ -114,8 +88,8 @@ class Publisher:
             started = anyio.current_time()
             for n in range(MESSAGES):
                 if n == MESSAGES - HELD_BACK:
-                    await anyio.to_thread.run_sync(self._hurry.wait)
-                if not self._hurry.is_set():
+                    await anyio.to_thread.run_sync(self.stopping.wait)
+                if not self.stopping.is_set():
                     await anyio.sleep(max(0.0, started + n / RATE - anyio.current_time()))
                 key = f"N-{n:05d}"
                 body = orjson.dumps({"order_id": key, "amount": n})
@@ -124,17 +98,9 @@ class Publisher:
                 except Exception as exc:
                     self.errors.append(f"{key}: {exc!r}")
                     return
-                self.confirmed.append(key)
+                self.sent.append(key)
         finally:
             await client.close()
-
-
-def read_table(database: Path, sql: str) -> list[tuple[object, ...]]:
-    try:
-        with sqlite3.connect(database, timeout=0.5) as db:
-            return list(db.execute(sql))
-    except sqlite3.Error:  # not created yet, or busy: the caller asks again
-        return []
 
 
 @pytest.mark.slow
@@ -144,49 +110,36 @@ def test_every_published_message_reaches_the_table_across_10_kills(tmp_path: Pat
     token = uuid.uuid4().hex[:12]
     js = JetStream(url="nats://127.0.0.1:4222", stream=f"CRASH_{token}", prefix=f"crash{token}")
     anyio.run(create_stream, js.url, js.stream, js.prefix)
-    make_project(tmp_path)
-    database = tmp_path / "data" / "out.db"
+    table = TableWatch(table_project(tmp_path, FLOW, INIT_SQL), "orders", "order_id")
     publisher = Publisher(js)
 
     def writes() -> int:
-        rows = read_table(database, "SELECT count(*) FROM writes")
+        rows = table.query("SELECT count(*) FROM writes")
         return int(str(rows[0][0])) if rows else 0
 
-    def keys() -> list[str]:
-        return [str(row[0]) for row in read_table(database, "SELECT order_id FROM orders")]
-
-    harness = CrashHarness(
-        tmp_path,
-        kills=KILLS,
-        interval=(0.2, 1.0),  # counted from the moment rows are being written
-        seed=20261129,
-        once=False,
-        env={"NATS_URL": js.url, "NATS_STREAM": js.stream, "NATS_SUBJECT": f"{js.prefix}.>"},
-        activity=writes,
-        start_timeout=4.0,
-    )
     try:
-        publisher.start()
-        report = harness.run(
-            expected=lambda: publisher.confirmed,
-            delivered=keys,
-            until=lambda: publisher.done and len(keys()) >= len(publisher.confirmed),
-            after_kills=publisher.hurry,
+        report = broker_crash(
+            tmp_path,
+            producer=publisher,
+            table=table,
+            env={"NATS_URL": js.url, "NATS_STREAM": js.stream, "NATS_SUBJECT": f"{js.prefix}.>"},
+            kills=KILLS,
+            interval=(0.2, 1.0),  # counted from the moment rows are being written
+            activity=writes,
+            start_timeout=4.0,
         )
-        publisher.join(timeout=10)
         info = anyio.run(js.consumer_info, DURABLE)
     finally:
-        publisher.hurry()
-        publisher.join(timeout=10)
+        publisher.stop()
         anyio.run(delete_stream, js.url, js.stream)
-    wrong = read_table(
-        database, "SELECT count(*) FROM orders WHERE amount != CAST(substr(order_id, 3) AS INT)"
+    wrong = table.query(
+        "SELECT count(*) FROM orders WHERE amount != CAST(substr(order_id, 3) AS INT)"
     )
     total_writes = writes()
     print(f"\n{report.describe()}\ntable writes {total_writes}")
 
     assert publisher.errors == []
-    assert len(publisher.confirmed) == MESSAGES
+    assert len(publisher.sent) == MESSAGES
     assert report.kills >= KILLS, report.describe()
     assert report.ok, report.describe()
     assert report.delivered == MESSAGES
@@ -194,10 +147,4 @@ def test_every_published_message_reaches_the_table_across_10_kills(tmp_path: Pat
     assert wrong == [(0,)]
     # the last run stopped cleanly: everything it received was acked
     assert (info.num_pending, info.num_ack_pending) == (0, 0)
-    listed = subprocess.run(
-        [str(dovetail_executable()), "dlq", "list", "--status", "all", "--json"],
-        cwd=tmp_path,
-        capture_output=True,
-        check=True,
-    )
-    assert json.loads(listed.stdout) == []
+    assert dead_letters(tmp_path) == []

@@ -264,7 +264,7 @@ def test_undecodable_bodies_are_marked_failed_with_their_raw_text(
     assert bad_json.failure.reason.startswith("invalid JSON:")
     assert bad_json.failure.permanent and bad_json.payload == '{"n": 1'
     assert too_deep.failure is not None
-    assert too_deep.failure.reason == "JSON nested deeper than 10 levels"
+    assert too_deep.failure.reason == "nesting deeper than the limit of 10 levels"
     assert text.payload == "grüße" and text.failure is None
     assert not_utf8.failure is not None and "not valid UTF-8" in not_utf8.failure.reason
     assert not_utf8.payload == "\ufffd\ufffd"

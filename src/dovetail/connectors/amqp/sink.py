@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import structlog
 
-from dovetail.connectors.amqp.codec import CONTENT_TYPES, encode_payload
+from dovetail.connectors.amqp.codec import CONTENT_TYPES
 from dovetail.connectors.amqp.config import AmqpSinkConfig
 from dovetail.connectors.amqp.connection import classify_error, import_aio_pika, open_connection
+from dovetail.connectors.payload_codec import encode_payload
 from dovetail.core.component import BuildContext
 from dovetail.core.envelope import Envelope
 from dovetail.core.ids import make_traceparent

@@ -21,15 +21,16 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import structlog
 
-from dovetail.connectors.amqp.codec import decode_body, headers_from_amqp, rejected_body
+from dovetail.connectors.amqp.codec import headers_from_amqp
 from dovetail.connectors.amqp.config import AmqpSourceConfig, describe_url
 from dovetail.connectors.amqp.connection import classify_error, import_aio_pika, open_connection
+from dovetail.connectors.payload_codec import read_body
 from dovetail.core.ack import Settlement
 from dovetail.core.component import BuildContext, Emit
 from dovetail.core.envelope import Envelope, SourcePosition
 from dovetail.core.ids import correlation_id_from_headers
 from dovetail.core.steps import mark_failed
-from dovetail.errors import PayloadRejected, PermanentError, TransientError
+from dovetail.errors import PermanentError, TransientError
 from dovetail.plugins.spec import ComponentSpec
 from dovetail.types import AckFn
 
@@ -246,16 +247,14 @@ class AmqpSource:
             headers=headers,
             position=SourcePosition(kind="amqp", ref=config.queue, offset=message.delivery_tag),
         )
-        try:
-            envelope.payload = decode_body(
-                message.body,
-                config.format,
-                max_bytes=int(config.max_message_bytes),
-                max_depth=config.max_depth,
-            )
-        except PayloadRejected as exc:
-            envelope.payload = rejected_body(message.body)
-            mark_failed(envelope, "source", exc)
+        envelope.payload, rejected = read_body(
+            message.body,
+            config.format,
+            max_bytes=int(config.max_message_bytes),
+            max_depth=config.max_depth,
+        )
+        if rejected is not None:
+            mark_failed(envelope, "source", rejected)
         envelope.original = envelope.payload
         return envelope
 

@@ -27,6 +27,7 @@ from dovetail.contracts.config import Contract
 from dovetail.core.component import BuildContext
 from dovetail.core.envelope import Envelope
 from dovetail.core.ids import make_traceparent
+from dovetail.core.pacing import pace_request
 from dovetail.errors import MessageError, PermanentError, TransientError
 from dovetail.plugins.spec import ComponentConfig, ComponentSpec
 
@@ -116,6 +117,8 @@ class HttpSink:
     """
 
     name = "http"
+    paces_requests = True
+    """Each request (a resend after 401 too) waits for its rate-limit turn as it leaves."""
 
     def __init__(self, config: HttpSinkConfig, context: BuildContext) -> None:
         self.config = config
@@ -209,6 +212,7 @@ class HttpSink:
         self, method: str, url: str, body: bytes | None, headers: dict[str, str]
     ) -> httpx.Response:
         assert self._client is not None
+        await pace_request()  # the rate limit's token is spent as the request leaves
         with anyio.move_on_after(self.config.timeout) as deadline:
             return await self._client.request(
                 method, url, content=body, headers=headers, **_withhold_token(self._client)

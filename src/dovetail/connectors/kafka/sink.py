@@ -13,9 +13,9 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from dovetail.connectors.kafka.codec import encode_payload
 from dovetail.connectors.kafka.config import KafkaSinkConfig
 from dovetail.connectors.kafka.connection import KafkaConnectError, missing_extra, translate
+from dovetail.connectors.payload_codec import encode_payload
 from dovetail.core.component import BuildContext
 from dovetail.core.envelope import Envelope
 from dovetail.core.ids import make_traceparent

@@ -15,10 +15,11 @@ from typing import Any
 
 import structlog
 
-from dovetail.connectors.kafka.codec import decode_value, headers_from_record, rejected_value
+from dovetail.connectors.kafka.codec import headers_from_record
 from dovetail.connectors.kafka.config import KafkaSourceConfig
 from dovetail.connectors.kafka.connection import KafkaConnectError, missing_extra
 from dovetail.connectors.kafka.offsets import OffsetTracker, RecordTicket
+from dovetail.connectors.payload_codec import read_body
 from dovetail.core.ack import Settlement
 from dovetail.core.component import BuildContext, Emit
 from dovetail.core.envelope import Envelope, SourcePosition
@@ -148,16 +149,20 @@ class KafkaSource:
                 kind="kafka", ref=f"{record.topic}/{record.partition}", offset=record.offset
             ),
         )
-        try:
-            envelope.payload = decode_value(
+        rejected: PayloadRejected | None
+        if record.value is None:
+            envelope.payload = ""
+            rejected = PayloadRejected("the record has no value (a tombstone)")
+        else:
+            envelope.payload, rejected = read_body(
                 record.value,
                 config.format,
                 max_bytes=int(config.max_record_bytes),
                 max_depth=config.max_depth,
+                what="record",
             )
-        except PayloadRejected as exc:
-            envelope.payload = rejected_value(record.value)
-            mark_failed(envelope, "source", exc)
+        if rejected is not None:
+            mark_failed(envelope, "source", rejected)
         return envelope
 
     async def commit(self) -> None:

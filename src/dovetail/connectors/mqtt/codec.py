@@ -1,49 +1,25 @@
-"""Payloads and MQTT 5 user properties, in and out."""
+"""Payloads out and MQTT 5 user properties in and out (bodies are read by
+``dovetail.connectors.payload_codec``)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-import orjson
-
-from dovetail.errors import PayloadRejected
-from dovetail.safety.limits import check_depth, check_size
+from dovetail.connectors.payload_codec import TextFormat, encode_json
 from dovetail.types import Headers, Payload
-
-Format = Literal["json", "text"]
 
 TRACE_HEADERS = ("traceparent", "x-correlation-id", "idempotency-key")
 """Headers written as MQTT 5 user properties on every published message that has them."""
 
 
-def decode_payload(data: bytes, fmt: Format, max_bytes: int, max_depth: int) -> Payload:
-    """Parse a message body; raises ``PayloadRejected`` when it is too large or malformed."""
-    check_size(len(data), max_bytes, "the payload")
-    if fmt == "json":
-        try:
-            value = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise PayloadRejected(f"invalid JSON: {exc}") from None
-        check_depth(value, max_depth)
-        return value
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PayloadRejected(f"the payload is not valid UTF-8: {exc.reason}") from None
-
-
-def encode_payload(payload: Payload, fmt: Format) -> bytes:
-    """Serialise a payload: JSON, or text (a string as is, anything else as JSON)."""
+def encode_payload(payload: Payload, fmt: TextFormat) -> bytes:
+    """Serialise a payload: JSON, or text (a string as is, anything else as JSON); raises
+    ``PermanentError`` for a value JSON cannot represent."""
     if fmt == "text" and isinstance(payload, str):
         return payload.encode("utf-8")
     if isinstance(payload, bytes):
         return payload
-    return orjson.dumps(payload)
-
-
-def raw_text(data: bytes) -> str:
-    """The body as text for the dead-letter queue when it could not be parsed."""
-    return data.decode("utf-8", errors="replace")
+    return encode_json(payload)
 
 
 def headers_from_properties(properties: Any) -> Headers:

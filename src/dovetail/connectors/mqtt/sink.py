@@ -10,7 +10,7 @@ import structlog
 from pydantic import Field, field_validator, model_validator
 
 from dovetail.config.fields import JsonataExpr
-from dovetail.connectors.mqtt.codec import Format, encode_payload, publish_properties
+from dovetail.connectors.mqtt.codec import encode_payload, publish_properties
 from dovetail.connectors.mqtt.connection import (
     MqttConnectionConfig,
     describe_broker,
@@ -18,6 +18,7 @@ from dovetail.connectors.mqtt.connection import (
     make_client,
 )
 from dovetail.connectors.mqtt.topics import check_topic_name
+from dovetail.connectors.payload_codec import TextFormat
 from dovetail.core.component import BuildContext
 from dovetail.core.envelope import Envelope
 from dovetail.core.ids import make_traceparent
@@ -42,7 +43,7 @@ class MqttSinkConfig(MqttConnectionConfig):
     between sink and broker; PUBCOMP confirms)."""
     retain: bool = False
     """Ask the broker to keep the last message of each topic for new subscribers."""
-    format: Format = "json"
+    format: TextFormat = "json"
     """How payloads are written: `json`, or `text` (strings as they are, others as JSON)."""
     client_id: str | None = None
     """Client id; default: a random one per connection (publishing needs no session)."""
@@ -138,6 +139,8 @@ class MqttSink:
                 except aiomqtt.MqttError as exc:
                     broken = True
                     results[index] = TransientError(f"MQTT publish to {topic!r} failed: {exc}")
+                except PermanentError as exc:  # the payload cannot be written as a body
+                    results[index] = exc
                 except ValueError as exc:  # paho refuses the message itself (size, topic)
                     results[index] = PermanentError(f"MQTT publish to {topic!r} refused: {exc}")
 

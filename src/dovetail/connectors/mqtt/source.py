@@ -19,12 +19,7 @@ import structlog
 from pydantic import Field, field_validator
 
 from dovetail.config.types import Duration
-from dovetail.connectors.mqtt.codec import (
-    Format,
-    decode_payload,
-    headers_from_properties,
-    raw_text,
-)
+from dovetail.connectors.mqtt.codec import headers_from_properties
 from dovetail.connectors.mqtt.connection import (
     MqttConnectionConfig,
     describe_broker,
@@ -32,12 +27,13 @@ from dovetail.connectors.mqtt.connection import (
     make_client,
 )
 from dovetail.connectors.mqtt.topics import check_topic_filter
+from dovetail.connectors.payload_codec import TextFormat, read_body
 from dovetail.core.ack import Settlement
 from dovetail.core.component import BuildContext, Emit
 from dovetail.core.envelope import Envelope, SourcePosition
 from dovetail.core.ids import correlation_id_from_headers
 from dovetail.core.steps import mark_failed
-from dovetail.errors import PayloadRejected, PermanentError, TransientError
+from dovetail.errors import PermanentError, TransientError
 from dovetail.plugins.spec import ComponentSpec
 from dovetail.types import AckFn
 
@@ -57,7 +53,7 @@ class MqttSourceConfig(MqttConnectionConfig):
     client_id: str | None = None
     """Client id of the persistent session; default `dovetail-<flow>`. It must stay the same
     across restarts, and differ between workers that consume side by side."""
-    format: Format = "json"
+    format: TextFormat = "json"
     """How payloads are parsed: `json` or UTF-8 `text`."""
     session_expiry: Duration = 7 * 86400.0
     """MQTT 5: how long the broker keeps the session (and queues messages) while the flow is
@@ -246,13 +242,15 @@ class MqttSource:
             message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
         )
         config = self.config
-        try:
-            envelope.payload = decode_payload(
-                data, config.format, config.max_payload_bytes, config.max_depth
-            )
-        except PayloadRejected as exc:
-            envelope.payload = raw_text(data[: config.max_payload_bytes])
-            mark_failed(envelope, "source", exc)
+        envelope.payload, rejected = read_body(
+            data,
+            config.format,
+            max_bytes=config.max_payload_bytes,
+            max_depth=config.max_depth,
+            what="the payload",
+        )
+        if rejected is not None:
+            mark_failed(envelope, "source", rejected)
         envelope.original = envelope.payload
         return envelope
 

@@ -25,7 +25,7 @@ from dovetail.connectors.nats.connection import (
     subject_problem,
     translate_error,
 )
-from dovetail.connectors.nats.payloads import BodyFormat, encode_body
+from dovetail.connectors.payload_codec import TextFormat, encode_payload
 from dovetail.core.component import BuildContext
 from dovetail.core.envelope import Envelope
 from dovetail.core.ids import make_traceparent
@@ -52,7 +52,7 @@ class NatsSinkConfig(NatsConnectionConfig):
     stream is refused (dead-lettered)."""
     headers: dict[str, str] = Field(default_factory=dict)
     """Extra headers on every message."""
-    format: BodyFormat = "json"
+    format: TextFormat = "json"
     """How the payload is written: `json`, or `text` (a string payload as UTF-8)."""
     timeout: Duration = Field(default=5.0, gt=0)
     """Time allowed for the PubAck of one message."""
@@ -172,7 +172,7 @@ class NatsSink:
         assert self._js is not None
         try:
             subject = self.subject_for(envelope.payload)
-            body = encode_body(envelope.payload, self.config.format)
+            body = encode_payload(envelope.payload, self.config.format)
         except MessageError as exc:
             return exc
         try:

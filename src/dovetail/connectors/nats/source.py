@@ -28,7 +28,7 @@ from dovetail.connectors.nats.connection import (
     redact,
     subject_problem,
 )
-from dovetail.connectors.nats.payloads import BodyFormat, decode_body, raw_text
+from dovetail.connectors.payload_codec import TextFormat, read_body
 from dovetail.core.ack import Settlement
 from dovetail.core.component import BuildContext, Emit
 from dovetail.core.envelope import Envelope, SourcePosition
@@ -72,7 +72,7 @@ class NatsSourceConfig(NatsConnectionConfig):
     deliver_policy: Literal["all", "new"] = "all"
     """Where a new durable starts: `all` messages in the stream, or only `new` ones. It
     cannot be changed once the durable exists."""
-    format: BodyFormat = "json"
+    format: TextFormat = "json"
     """How bodies are parsed: `json`, or `text` (UTF-8)."""
     max_depth: int = Field(default=64, ge=1, le=512)
     """Deepest nesting accepted in a JSON body; deeper bodies are dead-lettered."""
@@ -225,12 +225,11 @@ class NatsSource:
     def _envelope(self, message: Msg) -> Envelope:
         metadata = message.metadata
         headers = {key.lower(): value for key, value in (message.headers or {}).items()}
-        failure: PermanentError | None = None
-        try:
-            payload = decode_body(message.data, self.config.format, self.config.max_depth)
-        except PayloadRejected as exc:
-            payload, failure = raw_text(message.data), exc
-        else:
+        payload, rejected = read_body(
+            message.data, self.config.format, max_bytes=None, max_depth=self.config.max_depth
+        )
+        failure: PermanentError | None = rejected
+        if rejected is None:
             delivered = metadata.num_delivered
             if delivered >= self.config.max_deliver:
                 failure = PermanentError(

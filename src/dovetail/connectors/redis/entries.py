@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-import orjson
-
+from dovetail.connectors.payload_codec import TextFormat, decode_body, encode_json
 from dovetail.errors import PayloadRejected, PermanentError
-from dovetail.safety.limits import check_depth, check_size
+from dovetail.safety.limits import check_size
 from dovetail.types import Headers, Payload
-
-Format = Literal["json", "text"]
 
 TRACE_FIELDS = ("traceparent", "x-correlation-id", "idempotency-key")
 """Fields that carry trace context: read as headers, written with every entry."""
@@ -21,26 +18,10 @@ def text(value: bytes | str) -> str:
     return value if isinstance(value, str) else value.decode("utf-8", errors="replace")
 
 
-def decode_value(data: bytes, fmt: Format, max_bytes: int, max_depth: int) -> Payload:
-    """Parse one field value; raises ``PayloadRejected`` when too large or malformed."""
-    check_size(len(data), max_bytes, "the payload")
-    if fmt == "json":
-        try:
-            value = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise PayloadRejected(f"invalid JSON: {exc}") from None
-        check_depth(value, max_depth)
-        return value
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PayloadRejected(f"the payload is not valid UTF-8: {exc.reason}") from None
-
-
 def read_entry(
     fields: dict[bytes, bytes],
     field: str | None,
-    fmt: Format,
+    fmt: TextFormat,
     max_bytes: int,
     max_depth: int,
 ) -> tuple[Payload, Headers]:
@@ -68,7 +49,8 @@ def read_entry(
     raw = fields.get(wanted)
     if raw is None:
         raise PayloadRejected(f"the entry has no field {field!r}")
-    return decode_value(raw, fmt, max_bytes, max_depth), headers
+    payload = decode_body(raw, fmt, max_bytes=max_bytes, max_depth=max_depth, what="the payload")
+    return payload, headers
 
 
 def entry_as_text(fields: dict[bytes, bytes] | None) -> dict[str, str]:
@@ -77,7 +59,7 @@ def entry_as_text(fields: dict[bytes, bytes] | None) -> dict[str, str]:
 
 
 def write_entry(
-    payload: Payload, field: str | None, fmt: Format, trace: Headers
+    payload: Payload, field: str | None, fmt: TextFormat, trace: Headers
 ) -> list[bytes | str]:
     """Field/value pairs (flattened) for XADD: the payload, then the ``trace`` fields.
 
@@ -88,7 +70,7 @@ def write_entry(
         if fmt == "text" and isinstance(payload, str):
             value: bytes | str = payload
         else:
-            value = orjson.dumps(payload)
+            value = encode_json(payload)
         pairs += [field, value]
     else:
         if not isinstance(payload, dict) or not payload:
@@ -108,4 +90,4 @@ def write_entry(
 def _scalar(value: Any) -> bytes | str:
     if isinstance(value, str | bytes):
         return value
-    return orjson.dumps(value)
+    return encode_json(value)

@@ -16,6 +16,7 @@ import structlog
 from pydantic import Field
 
 from dovetail.config.types import Duration
+from dovetail.connectors.payload_codec import TextFormat
 from dovetail.connectors.redis.connection import (
     RedisConnectionConfig,
     connection_errors,
@@ -24,7 +25,7 @@ from dovetail.connectors.redis.connection import (
     open_client,
     translate_error,
 )
-from dovetail.connectors.redis.entries import Format, write_entry
+from dovetail.connectors.redis.entries import write_entry
 from dovetail.core.component import BuildContext
 from dovetail.core.envelope import Envelope
 from dovetail.core.ids import make_traceparent
@@ -69,7 +70,7 @@ class RedisSinkConfig(RedisConnectionConfig):
     field: str | None = "payload"
     """Entry field that receives the payload (JSON, or text with `format: text`). Set to null
     to write each top-level key of an object payload as its own field."""
-    format: Format = "json"
+    format: TextFormat = "json"
     """How the payload is written into `field`: `json`, or `text` (strings as they are)."""
     maxlen: int | None = Field(default=None, ge=1)
     """Trim the stream to about this many entries (`MAXLEN ~`) on every append."""

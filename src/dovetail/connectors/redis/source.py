@@ -20,6 +20,7 @@ import structlog
 from pydantic import Field
 
 from dovetail.config.types import Duration
+from dovetail.connectors.payload_codec import TextFormat
 from dovetail.connectors.redis.connection import (
     RedisConnectionConfig,
     connection_errors,
@@ -27,7 +28,7 @@ from dovetail.connectors.redis.connection import (
     import_redis,
     open_client,
 )
-from dovetail.connectors.redis.entries import Format, entry_as_text, read_entry, text
+from dovetail.connectors.redis.entries import entry_as_text, read_entry, text
 from dovetail.core.ack import Settlement
 from dovetail.core.component import BuildContext, Emit
 from dovetail.core.envelope import Envelope, SourcePosition
@@ -55,7 +56,7 @@ class RedisSourceConfig(RedisConnectionConfig):
     field: str | None = "payload"
     """Entry field that holds the payload; other fields become headers. Set to null to take
     the whole field map (as text) as the payload."""
-    format: Format = "json"
+    format: TextFormat = "json"
     """How the payload field is parsed: `json` or UTF-8 `text`."""
     batch_size: int | None = Field(default=None, ge=1)
     """Most entries read at once; default: the flow's `runtime.batch_size`."""

@@ -1,0 +1,1 @@
+"""Python steps named by the docs examples."""

@@ -1,0 +1,1 @@
+CREATE TABLE IF NOT EXISTS stock_levels (sku TEXT PRIMARY KEY, warehouse TEXT, quantity INTEGER);
