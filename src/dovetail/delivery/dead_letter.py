@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dovetail.core.envelope import Envelope
+from dovetail.delivery.parking import IDEMPOTENCY_HEADER
 from dovetail.observability.masking import DEFAULT_POLICY, MaskPolicy
 from dovetail.store.base import DeadLetter
 
@@ -17,7 +18,8 @@ def dead_letter_from(
     reason and detail are free text that may quote the payload (an exception message, a
     partner's answer), so they are masked with the flow's ``policy`` before they are stored.
     A replayed message keeps its DLQ id and is updated in place, with the new failure
-    appended to its history.
+    appended to its history. The idempotency key is kept in its own column: a later message
+    with the same key failing the same way is recorded as a repeat of the open entry.
     """
     failure = envelope.failure
     if failure is None:
@@ -37,4 +39,5 @@ def dead_letter_from(
         headers=dict(envelope.headers),
         source_position=None if envelope.position is None else envelope.position.as_dict(),
         detail=None if failure.detail is None else policy.text(failure.detail, payload=payload),
+        idempotency_key=envelope.headers.get(IDEMPOTENCY_HEADER),
     )
