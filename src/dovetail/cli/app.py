@@ -228,7 +228,7 @@ def dlq_list(
         return
     table(
         None,
-        ["id", "flow", "step", "reason", "attempt", "source", "last failed", "status"],
+        ["id", "flow", "step", "reason", "attempt", "repeats", "source", "last failed", "status"],
         [
             [
                 v["id"],
@@ -236,6 +236,7 @@ def dlq_list(
                 v["step"],
                 v["reason"],
                 v["attempt"],
+                v["repeats"],
                 v["source_position"],
                 v["last_failed_at"],
                 v["status"],
@@ -269,8 +270,10 @@ def dlq_show(
     print_json(view["payload"])
     console.print("[bold]history[/]:")
     for entry in view["history"]:
+        repeat = f" (repeat, message {entry.get('message_id')})" if entry.get("repeat") else ""
         console.print(
             f"  attempt {entry.get('attempt')} at {entry.get('step')}: {entry.get('reason')}"
+            + repeat
         )
 
 

@@ -1,14 +1,17 @@
-"""Keys evaluated on input messages: the ordering lane and the idempotency key."""
+"""Keys evaluated on input messages: the ordering lane, the idempotency key, trace keys."""
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from dovetail.core.envelope import Envelope
 from dovetail.core.steps import mark_failed
 from dovetail.delivery.sink_delivery import IDEMPOTENCY_HEADER, ORDERING_HEADER
 from dovetail.errors import PermanentError
 from dovetail.mapping.jsonata import Expression
+from dovetail.store.base import TraceKey
 
 
 def assign_lanes(
@@ -53,3 +56,39 @@ def stamp_idempotency_key(envelope: Envelope, expression: Expression | None) -> 
         return False
     envelope.headers[IDEMPOTENCY_HEADER] = str(value)
     return True
+
+
+class TraceKeyReader:
+    """Reads each message's business keys (``observability.trace_keys`` and its idempotency
+    key) once, for ``dovetail trace KEY``; paths are compiled to plain dict lookups."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self._paths = [tuple(path.split(".")) for path in paths]
+
+    def keys_of(self, batch: Iterable[Envelope]) -> list[TraceKey]:
+        """The scalar, non-empty key values of ``batch``'s input messages (at most 500
+        characters each), without repeats per message."""
+        found: list[TraceKey] = []
+        for envelope in batch:
+            values: dict[str, None] = {}
+            key = envelope.headers.get(IDEMPOTENCY_HEADER)
+            if key:
+                values[key] = None
+            payload = envelope.original if envelope.original is not None else envelope.payload
+            for path in self._paths:
+                value = _read(payload, path)
+                if value is not None:
+                    values[value] = None
+            found.extend(TraceKey(value, envelope.id) for value in values if len(value) <= 500)
+        return found
+
+
+def _read(payload: Any, path: tuple[str, ...]) -> str | None:
+    value = payload
+    for name in path:
+        if type(value) is not dict:
+            return None
+        value = value.get(name)
+    if isinstance(value, bool) or not isinstance(value, str | int | float) or value == "":
+        return None
+    return str(value)

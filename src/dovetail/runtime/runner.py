@@ -42,7 +42,7 @@ from dovetail.delivery.sink_delivery import IDEMPOTENCY_HEADER, DeliveryResult
 from dovetail.errors import PermanentError
 from dovetail.observability.events import FlowObserver, group, installed_for
 from dovetail.observability.masking import MaskPolicy, use_policy
-from dovetail.runtime.keys import assign_lanes, stamp_idempotency_key
+from dovetail.runtime.keys import TraceKeyReader, assign_lanes, stamp_idempotency_key
 from dovetail.runtime.pipeline import Pipeline
 from dovetail.runtime.summary import FlowHalted, ProgressFn, RunSummary, first_error
 from dovetail.store.base import BatchRecord, Delivery, JournalEvent, ParkedMessage
@@ -81,6 +81,7 @@ class FlowRunner:
         for delivery in pipeline.sinks.values():
             delivery.observer = self._observer
         self._in_flight = 0
+        self._trace_keys = TraceKeyReader(self.flow.spec.observability.trace_keys)
 
     def stop(self) -> None:
         """Stop reading; batches already read are finished, settled and committed (drain).
@@ -212,6 +213,7 @@ class FlowRunner:
                 live.append(envelope)
             else:
                 dead.append(envelope)
+        record.trace_keys = self._trace_keys.keys_of(batch)
 
         claimed = await self._claim_keys(live)
         try:

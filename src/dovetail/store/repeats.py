@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from dovetail.store.base import DeadLetter
+from dovetail.store.base import DeadLetter, JournalEvent
 from dovetail.store.codec import history_entry
 
 Signature = tuple[str, str, str, str]
@@ -121,6 +121,31 @@ def fold_repeats(letters: list[DeadLetter], stored: dict[Signature, OpenEntry], 
     return plan
 
 
-def ids_of(plan: Plan, inserted: list[int]) -> list[int]:
-    """The entry id of each planned letter, given the ids of ``plan.inserts`` in order."""
-    return [inserted[ref] if kind == "new" else ref for kind, ref in plan.targets]
+def entries_of(plan: Plan, inserted: list[int]) -> list[tuple[int, bool]]:
+    """Per planned letter: the id of its entry and whether it was recorded as a repeat."""
+    seen: set[int] = set()
+    found: list[tuple[int, bool]] = []
+    for kind, ref in plan.targets:
+        if kind == "open":
+            found.append((ref, True))
+        else:
+            found.append((inserted[ref], ref in seen))
+            seen.add(ref)
+    return found
+
+
+def labelled_details(
+    journal: list[JournalEvent], letters: list[DeadLetter], entries: list[tuple[int, bool]]
+) -> dict[int, dict[str, Any]]:
+    """The details of the batch's ``dead_lettered`` events (by index in ``journal``) with the
+    id of the entry each message went to (``dead_letter``) and ``repeat`` when it was folded."""
+    by_message = {letter.message_id: entry for letter, entry in zip(letters, entries, strict=True)}
+    details: dict[int, dict[str, Any]] = {}
+    for index, event in enumerate(journal):
+        entry = by_message.get(event.message_id) if event.event == "dead_lettered" else None
+        if entry is not None:
+            label: dict[str, Any] = {"dead_letter": entry[0]}
+            if entry[1]:
+                label["repeat"] = True
+            details[index] = (event.detail or {}) | label
+    return details

@@ -186,14 +186,15 @@ class SqlStore:
     async def settle_batch(self, record: BatchRecord) -> list[int]:
         """One transaction per batch; bulk rows go straight to the driver's executemany."""
         now = time.time()
-        new_ids: list[int] = []
+        entries: list[tuple[int, bool]] = []
         fresh = [letter for letter in record.dead_letters if letter.id is None]
         again = [letter for letter in record.dead_letters if letter.id is not None]
         async with self.engine.begin() as conn:
             if fresh:
-                new_ids.extend(await self._record_dead_letters(conn, fresh, now))
+                entries.extend(await self._record_dead_letters(conn, fresh, now))
             for letter in again:
-                new_ids.append(await self._reopen_dead_letter(conn, letter, now))
+                entries.append((await self._reopen_dead_letter(conn, letter, now), False))
+            labels = repeats.labelled_details(record.journal, [*fresh, *again], entries)
             if record.deliveries:
                 await conn.exec_driver_sql(
                     f"INSERT INTO {t.deliveries.name} (flow, sink, key, message_id,"
@@ -236,18 +237,20 @@ class SqlStore:
                             e.correlation_id,
                             e.event,
                             e.step,
-                            None if e.detail is None else dumps(e.detail).decode(),
+                            None
+                            if (detail := labels.get(index, e.detail)) is None
+                            else dumps(detail).decode(),
                         )
-                        for e in record.journal
+                        for index, e in enumerate(record.journal)
                     ],
                 )
-        return new_ids
+        return [entry_id for entry_id, _ in entries]
 
     async def _record_dead_letters(
         self, conn: AsyncConnection, letters: list[DeadLetter], now: float
-    ) -> list[int]:
+    ) -> list[tuple[int, bool]]:
         """Insert new dead letters, folding repeats into open entries (``repeats``); the entry
-        id of each letter, in order."""
+        id of each letter, in order, and whether it was a repeat."""
         rows: list[Any] = []
         for flow, keys in repeats.keys_by_flow(letters).items():
             for start in range(0, len(keys), 500):
@@ -263,7 +266,7 @@ class SqlStore:
                 self._driver_sql(repeats.REPEAT),
                 [(e.added, now, orjson.dumps(e.history).decode(), e.id) for e in plan.repeated],
             )
-        return repeats.ids_of(plan, inserted)
+        return repeats.entries_of(plan, inserted)
 
     async def _insert_dead_letters(
         self,

@@ -264,9 +264,13 @@ class SqliteStore:
         unparked = record.unparked
 
         def settle(connection: sqlite3.Connection) -> list[int]:
-            new_ids = _record_letters(connection, fresh, now)
+            entries = _record_letters(connection, fresh, now)
             for letter_id, row, letter in again:
-                new_ids.append(_reopen_letter(connection, letter_id, row, letter, now))
+                entries.append((_reopen_letter(connection, letter_id, row, letter, now), False))
+            letters = [*fresh, *(letter for _, _, letter in again)]
+            labels = repeats.labelled_details(record.journal, letters, entries)
+            for index, detail in labels.items():
+                events[index] = (*events[index][:6], dumps(detail).decode())
             insert_rows(connection, _INSERT_DELIVERY, deliveries)
             if replayed:
                 _in_chunks(connection, _MARK_REPLAYED, replayed)
@@ -278,7 +282,7 @@ class SqliteStore:
                 connection.executemany(parked_sql.UPDATE, parked_again)
             insert_rows(connection, _INSERT_EVENT, events)
             insert_rows(connection, _INSERT_TRACE_KEY, trace_keys)
-            return new_ids
+            return [entry_id for entry_id, _ in entries]
 
         return await self._write(settle)
 
@@ -441,9 +445,9 @@ class SqliteStore:
 
 def _record_letters(
     connection: sqlite3.Connection, letters: list[DeadLetter], now: float
-) -> list[int]:
+) -> list[tuple[int, bool]]:
     """Insert new dead letters, folding repeats into open entries (``repeats``); the entry
-    id of each letter, in order."""
+    id of each letter, in order, and whether it was a repeat."""
     if not letters:
         return []
     rows: list[Any] = []
@@ -459,7 +463,7 @@ def _record_letters(
         repeats.REPEAT,
         [(e.added, now, orjson.dumps(e.history).decode(), e.id) for e in plan.repeated],
     )
-    return repeats.ids_of(plan, inserted)
+    return repeats.entries_of(plan, inserted)
 
 
 def _letter_row(
