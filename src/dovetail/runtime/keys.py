@@ -9,7 +9,7 @@ from typing import Any
 from dovetail.core.envelope import Envelope
 from dovetail.core.steps import mark_failed
 from dovetail.delivery.sink_delivery import IDEMPOTENCY_HEADER, ORDERING_HEADER
-from dovetail.errors import PermanentError
+from dovetail.errors import MappingFailed, PermanentError
 from dovetail.mapping.jsonata import Expression
 from dovetail.store.base import TraceKey
 
@@ -27,7 +27,7 @@ def assign_lanes(
             try:
                 value = expression.evaluate(envelope.payload)
             except Exception as exc:
-                mark_failed(envelope, "delivery", exc)
+                mark_failed(envelope, "delivery", _key_failed("ordering", expression, exc))
             else:
                 if value is None or isinstance(value, dict | list):
                     reason = f"ordering key {expression.source!r} gave no scalar value"
@@ -48,7 +48,7 @@ def stamp_idempotency_key(envelope: Envelope, expression: Expression | None) -> 
     try:
         value = expression.evaluate(envelope.payload)
     except Exception as exc:
-        mark_failed(envelope, "delivery", exc)
+        mark_failed(envelope, "delivery", _key_failed("idempotency", expression, exc))
         return False
     if value is None or isinstance(value, dict | list) or value == "":
         reason = f"idempotency key {expression.source!r} gave no scalar value"
@@ -56,6 +56,13 @@ def stamp_idempotency_key(envelope: Envelope, expression: Expression | None) -> 
         return False
     envelope.headers[IDEMPOTENCY_HEADER] = str(value)
     return True
+
+
+def _key_failed(which: str, expression: Expression, error: Exception) -> Exception:
+    """A key that cannot be evaluated, named by its expression (config, never a value)."""
+    if not isinstance(error, MappingFailed):
+        return error
+    return MappingFailed(f"{which} key {expression.source!r}: {error.reason}", detail=error.detail)
 
 
 class TraceKeyReader:
