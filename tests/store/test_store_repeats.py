@@ -219,3 +219,46 @@ def test_folding_keeps_one_entry_per_signature_and_counts_every_letter(
     assert sum(1 + new.repeats for new in plan.inserts) == len(letters)
     assert all(len(new.history) == 1 + new.repeats for new in plan.inserts)
     assert len(plan.targets) == len(letters)
+
+
+def test_a_postgres_store_of_the_previous_version_gains_the_columns_and_keys(
+    fresh_postgres_url: str,
+) -> None:
+    """Schema 3 applied to a PostgreSQL store of schema 2: its open entries get their
+    idempotency key from their headers and take repeats from then on."""
+    import asyncpg
+
+    from dovetail.store.postgres import PostgresStore
+
+    async def main() -> list[DeadLetter]:
+        store = PostgresStore(fresh_postgres_url)
+        await store.open()
+        await store.settle_batch(BatchRecord(flow="orders", dead_letters=[_letter()]))
+        await store.close()
+        conn = await asyncpg.connect(fresh_postgres_url)
+        try:  # back to schema 2: no key column, no repeats, no trace keys
+            await conn.execute(
+                "ALTER TABLE dovetail_dead_letters DROP COLUMN idempotency_key,"
+                " DROP COLUMN repeats; DROP TABLE dovetail_trace_keys;"
+                " DELETE FROM dovetail_schema_version WHERE version = 3;"
+                ' UPDATE dovetail_dead_letters SET headers = \'{"idempotency-key": "A-1"}\''
+            )
+        finally:
+            await conn.close()
+        store = PostgresStore(fresh_postgres_url)
+        await store.open()
+        try:
+            await store.settle_batch(
+                BatchRecord(
+                    flow="orders",
+                    dead_letters=[_letter(message_id="m-2")],
+                    trace_keys=[TraceKey("A-1", "m-2")],
+                )
+            )
+            assert await store.messages_with_key("A-1", 5) == ["m-2"]
+            return await store.dead_letters(DeadLetterQuery())
+        finally:
+            await store.close()
+
+    (entry,) = anyio.run(main)
+    assert entry.message_id == "m-1" and entry.idempotency_key == "A-1" and entry.repeats == 1
