@@ -74,19 +74,22 @@ class TraceKeyReader:
 
     def keys_of(self, batch: Iterable[Envelope]) -> list[TraceKey]:
         """The scalar, non-empty key values of ``batch``'s input messages (at most 500
-        characters each), without repeats per message."""
+        characters each); a value twice for one message is recorded once by the store."""
         found: list[TraceKey] = []
+        append = found.append
+        paths = self._paths
         for envelope in batch:
-            values: dict[str, None] = {}
+            message_id = envelope.id
             key = envelope.headers.get(IDEMPOTENCY_HEADER)
-            if key:
-                values[key] = None
+            if key and len(key) <= 500:
+                append(TraceKey(key, message_id))
+            if not paths:
+                continue
             payload = envelope.original if envelope.original is not None else envelope.payload
-            for path in self._paths:
+            for path in paths:
                 value = _read(payload, path)
-                if value is not None:
-                    values[value] = None
-            found.extend(TraceKey(value, envelope.id) for value in values if len(value) <= 500)
+                if value is not None and value != key and len(value) <= 500:
+                    append(TraceKey(value, message_id))
         return found
 
 

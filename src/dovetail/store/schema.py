@@ -122,9 +122,11 @@ trace_keys = sa.Table(
     sa.Column("flow", sa.String(200), primary_key=True),
     sa.Column("message_id", sa.String(64), primary_key=True),
     sa.Column("at", sa.Float, nullable=False),
+    sqlite_with_rowid=False,
 )
 """Business keys of messages (idempotency key, ``observability.trace_keys`` values), one row
-per key and message, for ``dovetail trace KEY``; the primary key is the lookup index."""
+per key and message, for ``dovetail trace KEY``; the primary key is the lookup index (in
+SQLite the table itself: ``WITHOUT ROWID``, one b-tree written per row, not two)."""
 
 
 @dataclass(frozen=True)
