@@ -94,11 +94,15 @@ class TraceKeyReader:
 
 
 def _read(payload: Any, path: tuple[str, ...]) -> str | None:
+    """The scalar at ``path`` as text; ``None`` when missing, empty, a boolean or a container."""
     value = payload
     for name in path:
         if type(value) is not dict:
             return None
         value = value.get(name)
-    if isinstance(value, bool) or not isinstance(value, str | int | float) or value == "":
-        return None
-    return str(value)
+    kind = type(value)
+    if kind is str:
+        return value or None
+    if kind is int or kind is float:
+        return str(value)
+    return None
