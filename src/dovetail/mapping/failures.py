@@ -39,6 +39,9 @@ _KIND_BY_CODE = {
     "D3138": "$single() matched more than one value",
     "D3139": "$single() matched nothing",
     "D3140": "malformed URL",
+    "D2014": "range operator (..) builds more than 1e6 items",
+    "D1011": "recursed too deeply",
+    "D1012": "ran too long",
 }
 
 _KIND_BY_TEXT = (

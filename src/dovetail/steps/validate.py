@@ -105,6 +105,14 @@ def _json_message(error: Any) -> str:
     return str(_NAMES_FROM_PAYLOAD.get(type(error.kind).__name__, error.message))
 
 
+def _not_well_formed(error: Exception) -> str:
+    """The reason for an XML parse error; the parser's message quotes the payload."""
+    text = str(error).lower()
+    if "amplification" in text or "entity reference loop" in text:
+        return "payload is not well-formed XML: entity amplification refused"
+    return "payload is not well-formed XML"
+
+
 def _pointer(parts: list[str | int]) -> str:
     escaped = (str(p).replace("~", "~0").replace("/", "~1") for p in parts)
     return "/" + "/".join(escaped)
@@ -156,7 +164,7 @@ def _xsd_check(path: Path, project_dir: Path, max_errors: int) -> Check:
             document = etree.fromstring(data, parser)
         except etree.XMLSyntaxError as exc:
             raise PayloadRejected(
-                "payload is not well-formed XML", detail=f"not well-formed XML: {exc}"
+                _not_well_formed(exc), detail=f"not well-formed XML: {exc}"
             ) from None
         entity = next(document.iter(etree.Entity), None)
         if entity is not None:
