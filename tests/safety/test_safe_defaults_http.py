@@ -49,7 +49,7 @@ async def post_all(
             for request_headers in requests:
                 response = await client.post("/", content=BODY, headers=request_headers)
                 statuses.append(response.status_code)
-        stored = len(await store.inbox_pending("f", 0, 100))
+        stored = len(await store.inbox_pending("f", 100))
     finally:
         await store.close()
     return statuses, stored

@@ -88,6 +88,46 @@ def test_a_store_written_by_sqlalchemy_opens_and_works(tmp_path: Path) -> None:
     assert letter.payload == {"order_id": 1}
 
 
+_INBOX_BEFORE_VERSION_3 = (
+    "CREATE TABLE dovetail_inbox (id INTEGER NOT NULL, flow VARCHAR(200) NOT NULL,"
+    " payload BLOB NOT NULL, headers TEXT NOT NULL, ref VARCHAR(200) NOT NULL,"
+    " received_at FLOAT NOT NULL, PRIMARY KEY (id))"
+)
+"""The inbox as schema versions 1 and 2 created it: a plain rowid table."""
+
+
+def test_an_older_store_gets_an_inbox_whose_ids_are_never_reused(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    _create_with_sqlalchemy(path)
+    connection = sqlite3.connect(path)
+    with connection:
+        connection.execute("DROP TABLE dovetail_inbox")
+        connection.execute(_INBOX_BEFORE_VERSION_3)
+        connection.execute("CREATE INDEX ix_dovetail_inbox_flow ON dovetail_inbox (flow)")
+        connection.execute("INSERT INTO dovetail_schema_version VALUES (2, 0)")
+        connection.executemany(
+            "INSERT INTO dovetail_inbox VALUES (?, 'hook', ?, '{}', ?, 0)",
+            [(n, b"%d" % n, f"r-{n}") for n in (1, 2, 7)],
+        )
+    connection.close()
+
+    async def main() -> tuple[list[tuple[int, bytes]], int]:
+        store = SqliteStore(path)
+        await store.open()
+        try:
+            waiting = [(item.id, item.payload) for item in await store.inbox_pending("hook", 10)]
+            await store.inbox_delete([1, 2, 7])
+            return waiting, await store.inbox_put("hook", b"{}", {}, "r-new")
+        finally:
+            await store.close()
+
+    waiting, new_id = asyncio.run(main())
+    assert waiting == [(1, b"1"), (2, b"2"), (7, b"7")]
+    assert new_id == 8, "a plain rowid table would have handed out 1 again"
+    _create_with_sqlalchemy(tmp_path / "reference.db")
+    assert _schema_of(path) == _schema_of(tmp_path / "reference.db")
+
+
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     _create_with_sqlalchemy(tmp_path / "state.db")
     connection = sqlite3.connect(tmp_path / "state.db")

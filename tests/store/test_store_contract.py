@@ -67,12 +67,37 @@ def test_inbox_keeps_messages_until_deleted(store_factory: StoreFactory) -> None
         first = await store.inbox_put("hook", b'{"a":1}', {"x-correlation-id": "c"}, "req-1")
         second = await store.inbox_put("hook", b'{"a":2}', {}, "req-2")
         await store.inbox_put("other", b"{}", {}, "req-3")
-        pending = await store.inbox_pending("hook", 0, 10)
+        pending = await store.inbox_pending("hook", 10)
         assert [i.id for i in pending] == [first, second]
         assert pending[0].payload == b'{"a":1}' and pending[0].headers == {"x-correlation-id": "c"}
-        assert [i.id for i in await store.inbox_pending("hook", first, 10)] == [second]
+        assert [i.id for i in await store.inbox_pending("hook", 10, {first})] == [second]
         await store.inbox_delete([first])
-        assert [i.id for i in await store.inbox_pending("hook", 0, 10)] == [second]
+        assert [i.id for i in await store.inbox_pending("hook", 10)] == [second]
+
+    run(store_factory, scenario)
+
+
+def test_inbox_ids_are_never_reused_after_the_inbox_drained(store_factory: StoreFactory) -> None:
+    async def scenario(store: Store) -> None:
+        drained = [await store.inbox_put("hook", b"{}", {}, f"r-{n}") for n in range(3)]
+        await store.inbox_delete(drained)
+        assert await store.inbox_pending("hook", 10) == []
+        again = await store.inbox_put("hook", b"{}", {}, "r-again")
+        assert again > max(drained)
+
+    run(store_factory, scenario)
+
+
+def test_inbox_pending_skips_the_given_ids_and_honours_the_limit(
+    store_factory: StoreFactory,
+) -> None:
+    async def scenario(store: Store) -> None:
+        ids = [await store.inbox_put("hook", b"{}", {}, f"r-{n}") for n in range(6)]
+        await store.inbox_put("other", b"{}", {}, "r-other")
+        skip = {ids[0], ids[2], ids[3]}
+        assert [i.id for i in await store.inbox_pending("hook", 2, skip)] == [ids[1], ids[4]]
+        assert [i.id for i in await store.inbox_pending("hook", 10, set(ids))] == []
+        assert [i.id for i in await store.inbox_pending("hook", 1)] == [ids[0]]
 
     run(store_factory, scenario)
 

@@ -224,7 +224,7 @@ def test_folding_keeps_one_entry_per_signature_and_counts_every_letter(
 def test_a_postgres_store_of_the_previous_version_gains_the_columns_and_keys(
     fresh_postgres_url: str,
 ) -> None:
-    """Schema 3 applied to a PostgreSQL store of schema 2: its open entries get their
+    """Schema 4 applied to a PostgreSQL store of schema 3: its open entries get their
     idempotency key from their headers and take repeats from then on."""
     import asyncpg
 
@@ -236,11 +236,11 @@ def test_a_postgres_store_of_the_previous_version_gains_the_columns_and_keys(
         await store.settle_batch(BatchRecord(flow="orders", dead_letters=[_letter()]))
         await store.close()
         conn = await asyncpg.connect(fresh_postgres_url)
-        try:  # back to schema 2: no key column, no repeats, no trace keys
+        try:  # back to schema 3: no key column, no repeats, no trace keys
             await conn.execute(
                 "ALTER TABLE dovetail_dead_letters DROP COLUMN idempotency_key,"
                 " DROP COLUMN repeats; DROP TABLE dovetail_trace_keys;"
-                " DELETE FROM dovetail_schema_version WHERE version = 3;"
+                " DELETE FROM dovetail_schema_version WHERE version = 4;"
                 ' UPDATE dovetail_dead_letters SET headers = \'{"idempotency-key": "A-1"}\''
             )
         finally:

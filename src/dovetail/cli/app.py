@@ -11,46 +11,87 @@ import sys
 from collections.abc import Awaitable, Callable
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
-import anyio
 import typer
 
-from dovetail.api import open_store, replay_async
+from dovetail import __version__
 from dovetail.cli import exit_codes
-from dovetail.cli.commands.contract import contract_app
-from dovetail.cli.commands.dlq import letter_view, mask_for, parked_view, parse_time
-from dovetail.cli.commands.docs import docs
-from dovetail.cli.commands.env import env_app
-from dovetail.cli.commands.flowtest import print_results, run_cases, write_evidence, write_junit
-from dovetail.cli.commands.governance import (
-    findings_exit_code,
-    governance_findings,
-    print_findings,
-)
-from dovetail.cli.commands.kpi import kpi
-from dovetail.cli.commands.project import current_project, load_flows
-from dovetail.cli.commands.reconcile import reconcile
-from dovetail.cli.commands.run import (
-    exit_code_for,
-    print_summaries,
-    progress_wanted,
-    run_flows,
-)
-from dovetail.cli.commands.trace import trace
+from dovetail.cli.lazy import LazyCommand, LazyGroup
 from dovetail.cli.render import console, fail, print_json, print_problems, table
-from dovetail.config.loader import Project, load_flow
-from dovetail.config.model import Flow
-from dovetail.config.schema import flow_schema
 from dovetail.errors import ConfigError, DovetailError
-from dovetail.observability.logging import configure_logging
-from dovetail.observability.setup import observe_project
-from dovetail.store.base import DeadLetterQuery, Store
+
+if TYPE_CHECKING:
+    from dovetail.config.loader import Project
+    from dovetail.config.model import Flow
+    from dovetail.store.base import Store
+
+# Command modules are imported inside the commands that use them, never here, so that
+# ``--help`` and ``--version`` load nothing of the engine (tests/cli/test_cli_startup.py).
 
 T = TypeVar("T")
 
+
+class DovetailGroup(LazyGroup):
+    """The top-level commands, in the order a user meets them."""
+
+    order = (
+        "init",
+        "lint",
+        "test",
+        "run",
+        "dlq",
+        "replay",
+        "trace",
+        "kpi",
+        "reconcile",
+        "docs",
+        "schema",
+        "env",
+        "contract",
+    )
+    lazy = (
+        LazyCommand(
+            "trace",
+            "dovetail.cli.commands.trace",
+            "trace",
+            "The journey of a message: received, each step and sink, retries, delivery or dead"
+            " letter, replays, with the latency of each event; across flows sharing its"
+            " correlation id. Find it by message id, correlation id or a business key"
+            " (ORD-00257).",
+        ),
+        LazyCommand(
+            "kpi",
+            "dovetail.cli.commands.kpi",
+            "kpi",
+            "Success rate, dead letters and DLQ depth, retries, mean time to replay and latency"
+            " percentiles per flow over a window (default: the last 24 hours).",
+        ),
+        LazyCommand(
+            "reconcile",
+            "dovetail.cli.commands.reconcile",
+            "reconcile",
+            "Compare source and target data by key: missing, extra, duplicates, field mismatches.",
+        ),
+        LazyCommand(
+            "docs",
+            "dovetail.cli.commands.docs",
+            "docs",
+            "Write the interface catalog and a page per flow: diagram, mapping, errors, runbook.",
+        ),
+        LazyCommand("env", "dovetail.cli.commands.env", "env_app", "Compare environments."),
+        LazyCommand(
+            "contract",
+            "dovetail.cli.commands.contract",
+            "contract_app",
+            "Check partner API contracts.",
+        ),
+    )
+
+
 app = typer.Typer(
     name="dovetail",
+    cls=DovetailGroup,
     help="Declare integration flows in YAML; run them with delivery guarantees.",
     no_args_is_help=True,
     add_completion=False,
@@ -58,12 +99,6 @@ app = typer.Typer(
 )
 dlq_app = typer.Typer(help="Inspect and discard dead-lettered messages.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
-app.command("reconcile")(reconcile)
-app.add_typer(env_app, name="env")
-app.add_typer(contract_app, name="contract")
-app.command("docs")(docs)
-app.command("trace")(trace)
-app.command("kpi")(kpi)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 EnvOpt = Annotated[
@@ -74,10 +109,27 @@ FlowsArg = Annotated[
 ]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"dovetail {__version__}\n")
+        raise typer.Exit(exit_codes.OK)
+
+
 @app.callback()
 def _main(
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning")] = "warning",
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the version and exit.",
+            callback=_print_version,
+            is_eager=True,
+        ),
+    ] = False,
 ) -> None:
+    from dovetail.observability.logging import configure_logging
+
     configure_logging(log_level)
 
 
@@ -100,6 +152,13 @@ def init(
 @app.command()
 def lint(paths: FlowsArg = None, env: EnvOpt = None, as_json: JsonOpt = False) -> None:
     """Validate flows, the files they reference and the governance rules (file:line:col)."""
+    from dovetail.cli.commands.governance import (
+        findings_exit_code,
+        governance_findings,
+        print_findings,
+    )
+    from dovetail.cli.commands.project import current_project, load_flows
+
     project = current_project()
     try:
         flows = load_flows(project, paths, environment=env, strict=env is not None)
@@ -136,6 +195,8 @@ def _problem(problem: object) -> dict[str, object]:
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of the flow format."""
+    from dovetail.config.schema import flow_schema
+
     print_json(flow_schema())
 
 
@@ -151,6 +212,17 @@ def run(
     ] = None,
 ) -> None:
     """Run flows in the foreground (Ctrl-C drains in-flight messages and stops)."""
+    import anyio
+
+    from dovetail.cli.commands.project import current_project
+    from dovetail.cli.commands.run import (
+        exit_code_for,
+        print_summaries,
+        progress_wanted,
+        run_flows,
+    )
+    from dovetail.observability.setup import observe_project
+
     project = current_project()
     loaded = _load_or_exit(project, flows, env, strict=True)
     try:
@@ -184,6 +256,17 @@ def flow_test(
     as_json: JsonOpt = False,
 ) -> None:
     """Run flow test cases (tests/<flow>/*.yaml) offline with sinks captured."""
+    import anyio
+
+    from dovetail.cli.commands.flowtest import (
+        print_results,
+        run_cases,
+        write_evidence,
+        write_junit,
+    )
+    from dovetail.cli.commands.project import current_project
+    from dovetail.observability.logging import configure_logging
+
     configure_logging("error")  # expected dead letters are the point of many cases
     project = current_project()
     loaded = _load_or_exit(project, paths, None, strict=False)
@@ -212,6 +295,12 @@ def dlq_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List dead letters (newest last)."""
+    import anyio
+
+    from dovetail.cli.commands.dlq import letter_view, mask_for
+    from dovetail.cli.commands.project import current_project
+    from dovetail.store.base import DeadLetterQuery
+
     project = current_project()
     query = DeadLetterQuery(
         flow=flow,
@@ -252,6 +341,12 @@ def dlq_show(
     ident: Annotated[int, typer.Argument(help="Dead-letter id.")], as_json: JsonOpt = False
 ) -> None:
     """Show one dead letter with its (masked) payload and failure history."""
+    import anyio
+
+    from dovetail.cli.commands.dlq import letter_view, mask_for
+    from dovetail.cli.commands.project import current_project
+    from dovetail.store.base import DeadLetterQuery
+
     project = current_project()
     query = DeadLetterQuery(ids=[ident], status=None)
     letters = anyio.run(_with_store, project, lambda store: store.dead_letters(query))
@@ -280,6 +375,10 @@ def dlq_show(
 @dlq_app.command("discard")
 def dlq_discard(ids: Annotated[list[int], typer.Argument(help="Dead-letter ids.")]) -> None:
     """Mark dead letters as discarded (they are kept for audit, never replayed)."""
+    import anyio
+
+    from dovetail.cli.commands.project import current_project
+
     project = current_project()
     count = anyio.run(
         _with_store, project, lambda store: store.set_dead_letter_status(ids, "discarded")
@@ -294,6 +393,11 @@ def dlq_parked(
     as_json: JsonOpt = False,
 ) -> None:
     """List messages parked for a later retry (oldest first), with their next attempt."""
+    import anyio
+
+    from dovetail.cli.commands.dlq import parked_view
+    from dovetail.cli.commands.project import current_project
+
     project = current_project()
     messages = anyio.run(_with_store, project, lambda store: store.parked(flow, limit))
     views = [parked_view(message) for message in messages]
@@ -332,6 +436,14 @@ def replay(
     as_json: JsonOpt = False,
 ) -> None:
     """Re-drive open dead letters through the current flow version; duplicate-safe."""
+    import anyio
+
+    from dovetail.api import replay_async
+    from dovetail.cli.commands.dlq import parse_time
+    from dovetail.cli.commands.project import current_project
+    from dovetail.cli.commands.run import exit_code_for, print_summaries
+    from dovetail.store.base import DeadLetterQuery
+
     project = current_project()
     try:
         query = DeadLetterQuery(
@@ -378,6 +490,8 @@ def replay(
 
 
 async def _with_store(project: Project, action: Callable[[Store], Awaitable[T]]) -> T:
+    from dovetail.api import open_store
+
     store = await open_store(project)
     try:
         return await action(store)
@@ -387,6 +501,8 @@ async def _with_store(project: Project, action: Callable[[Store], Awaitable[T]])
 
 def _paths_of(project: Project, flow: str | None) -> list[str] | None:
     """The flow file whose ``flow:`` name is ``flow`` (any file name); None for all flows."""
+    from dovetail.config.loader import load_flow
+
     if flow is None:
         return None
     for path in project.flow_paths():
@@ -401,6 +517,8 @@ def _paths_of(project: Project, flow: str | None) -> list[str] | None:
 def _load_or_exit(
     project: Project, names: list[str] | None, env: str | None, *, strict: bool
 ) -> list[Flow]:
+    from dovetail.cli.commands.project import load_flows
+
     try:
         return load_flows(project, names, environment=env, strict=strict)
     except ConfigError as exc:

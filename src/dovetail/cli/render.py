@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from os import environ
+from typing import Any, TextIO
 
 import orjson
 from rich.console import Console
@@ -13,13 +15,31 @@ from rich.table import Table
 from dovetail.errors import Problem
 from dovetail.observability.redaction import redact
 
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+PIPE_WIDTH = 1_000_000
+"""Console width when output is not a terminal: tables keep whole cells for scripts."""
+
+
+def output_width(stream: TextIO) -> int | None:
+    """The width to lay tables out in: the terminal's (None: ask it), or unlimited in a pipe.
+
+    ``COLUMNS`` set in the environment wins, as it does for every console program.
+    """
+    isatty = getattr(stream, "isatty", None)
+    if (isatty is not None and isatty()) or environ.get("COLUMNS"):
+        return None
+    return PIPE_WIDTH
+
+
+console = Console(highlight=False, soft_wrap=True, width=output_width(sys.stdout))
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, width=output_width(sys.stderr))
 
 
 def print_json(value: Any) -> None:
     """Machine-readable output on stdout (secrets redacted)."""
-    text = orjson.dumps(value, default=str, option=orjson.OPT_INDENT_2).decode()
+    try:
+        text = orjson.dumps(value, default=str, option=orjson.OPT_INDENT_2).decode()
+    except TypeError:  # an integer beyond 64 bits, a lone surrogate: values a store may hold
+        text = json.dumps(value, default=str, indent=2, ensure_ascii=True)
     sys.stdout.write(redact(text) + "\n")
     sys.stdout.flush()
 

@@ -100,3 +100,22 @@ class Sink(Protocol):
     async def write(self, batch: Sequence[Envelope]) -> list[BaseException | None]: ...
 
     async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReadProgress:
+    """How much of its known input a source has read: ``done`` of ``total`` bytes."""
+
+    done: int
+    total: int
+
+
+@runtime_checkable
+class MeasuredSource(Protocol):
+    """A source that knows the size of its input (the ``file`` source: the files' sizes).
+
+    ``read_progress()`` is called from the event loop (by progress displays), never blocks,
+    and returns None while the size is not known yet.
+    """
+
+    def read_progress(self) -> ReadProgress | None: ...

@@ -14,6 +14,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -22,7 +23,7 @@ from pydantic import (
 from dovetail.config.fields import JsonataExpr, ProjectFile, holds_reference
 from dovetail.config.interpolate import Resolver, interpolate
 from dovetail.config.loader import Project, _problems_from, load_project
-from dovetail.config.yaml_positions import load_yaml
+from dovetail.config.yaml_positions import Located, load_yaml
 from dovetail.connectors.http.auth import AuthConfig
 from dovetail.connectors.sql.engine import backend_of
 from dovetail.errors import ConfigError
@@ -210,6 +211,32 @@ class ReconcileConfig(ReconcileModel):
     """Example rows listed per category in reports (counts are always exact)."""
     mask: list[str] = Field(default_factory=list)
     """Fields whose values are shown masked in reports."""
+    _origin: Located | None = PrivateAttr(default=None)
+
+    @property
+    def origin(self) -> Located | None:
+        """The file this reconciliation was loaded from, with positions (None: flags or code)."""
+        return self._origin
+
+    def located_in(self, origin: Located | None) -> ReconcileConfig:
+        """This reconciliation, its problems located in ``origin`` (returns ``self``)."""
+        self._origin = origin
+        return self
+
+    def rules(self) -> dict[str, Any]:
+        """The rules used, as recorded in reports: key, compare, fields, ignore, threshold."""
+        return {
+            "key": list(self.key),
+            "compare": self.compare,
+            "fields": {
+                name: rule.model_dump(exclude_defaults=True)
+                for name, rule in sorted(self.fields.items())
+            },
+            "ignore": list(self.ignore),
+            "mask": list(self.mask),
+            "blank_is_null": self.blank_is_null,
+            "threshold": self.threshold,
+        }
 
     @field_validator("key", "ignore", "mask", mode="before")
     @classmethod
@@ -273,7 +300,7 @@ def load_reconciliation(
         config = None
     if problems or config is None:
         raise ConfigError(sorted(set(problems), key=lambda p: (p.line, p.col, p.message)))
-    return config
+    return config.located_in(located)
 
 
 def validate_reconciliation(data: dict[str, Any], project_dir: Path) -> ReconcileConfig:

@@ -78,7 +78,49 @@ def cell(value: Any) -> str:
 def verdict(report: ReconcileReport) -> str:
     """``PASSED`` or ``FAILED`` with the accuracy and threshold."""
     word = "PASSED" if report.passed else "FAILED"
-    return f"{word}: accuracy {report.accuracy:.2f}% (threshold {report.threshold:g}%)"
+    return f"{word}: accuracy {report.shown_accuracy()}% (threshold {report.threshold:g}%)"
+
+
+def _rule_text(rule: dict[str, Any]) -> str:
+    parts = []
+    for name, value in rule.items():
+        if isinstance(value, list):
+            parts.append(f"{name} {', '.join(str(v) for v in value)}")
+        elif isinstance(value, dict):
+            parts.append(f"{name} {cell(value)}")
+        else:
+            parts.append(f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}")
+    return "; ".join(parts)
+
+
+def rule_lines(report: ReconcileReport) -> list[str]:
+    """When the run started and the rules it used, one plain-text line each; then the fields
+    only one side holds (each compared with a missing value)."""
+    rules = report.rules
+    started = report.summary()["started_at"] or "-"
+    lines = [f"run at {started} ({report.duration_seconds:.2f} s)"]
+    if rules:
+        lines.append(f"key: {', '.join(rules['key'])}")
+        blank = "yes" if rules["blank_is_null"] else "no"
+        lines.append(
+            f"compare: {rules['compare']}; blank is null: {blank};"
+            f" threshold: {rules['threshold']:g}%"
+        )
+        for name, rule in rules["fields"].items():
+            lines.append(f"rule {name}: {_rule_text(rule) or 'compared exactly'}")
+        for option in ("ignore", "mask"):
+            if rules[option]:
+                lines.append(f"{option}: {', '.join(rules[option])}")
+    for side, names in (
+        ("source", report.source_only_fields),
+        ("target", report.target_only_fields),
+    ):
+        if names:
+            lines.append(
+                f"only in the {side} (compared with a missing value; ignore them or name"
+                f" target_field): {', '.join(names)}"
+            )
+    return lines
 
 
 def _md(value: Any) -> str:
@@ -99,6 +141,12 @@ def render_markdown(report: ReconcileReport) -> str:
         f"- source: {_md(report.source)}",
         f"- target: {_md(report.target)}",
         f"- key: {_md(', '.join(report.key))}",
+        "",
+        "## Rules",
+        "",
+        *[f"- {_md(line)}" for line in rule_lines(report)],
+        "",
+        "## Counts",
         "",
         "| count | value |",
         "| --- | ---: |",
@@ -157,6 +205,10 @@ def render_html(report: ReconcileReport) -> str:
         f"<li>source: <code>{_h(report.source)}</code></li>",
         f"<li>target: <code>{_h(report.target)}</code></li>",
         f"<li>key: <code>{_h(', '.join(report.key))}</code></li>",
+        "</ul>",
+        "<h2>Rules</h2>",
+        "<ul>",
+        *[f"<li>{_h(line)}</li>" for line in rule_lines(report)],
         "</ul>",
         "<table><tr><th>count</th><th>value</th></tr>",
     ]

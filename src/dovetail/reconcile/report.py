@@ -10,12 +10,16 @@ Categories (each with at most ``example_limit`` examples; counts are always exac
 - ``rejected_source`` / ``rejected_target``: records that could not be read (malformed).
 
 Accuracy is the share of source records whose key matched exactly one target record with
-every compared field equal.
+every compared field equal. The verdict compares exact counts with the threshold; the
+accuracy is shown rounded down (never up), with as many decimals as the threshold has (at
+least ``ACCURACY_DECIMALS``), so a failure never reads like the threshold it missed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
 CATEGORIES = (
@@ -28,6 +32,8 @@ CATEGORIES = (
     "rejected_target",
 )
 MASK = "***"
+ACCURACY_DECIMALS = 2
+"""Fewest decimals an accuracy is shown with (rounded down)."""
 
 
 @dataclass
@@ -59,6 +65,14 @@ class ReconcileReport:
     rejected_source: int = 0
     rejected_target: int = 0
     duration_seconds: float = 0.0
+    started_at: datetime | None = None
+    """When the run started (UTC)."""
+    rules: dict[str, Any] = field(default_factory=dict)
+    """The rules used: key, compare, field rules, ignore, mask, blank_is_null, threshold."""
+    source_only_fields: list[str] = field(default_factory=list)
+    """Compared fields only the source holds (each compared with a missing value)."""
+    target_only_fields: list[str] = field(default_factory=list)
+    """Compared fields only the target holds (each compared with a missing value)."""
     examples: dict[str, list[dict[str, Any]]] = field(
         default_factory=lambda: {name: [] for name in CATEGORIES}
     )
@@ -70,10 +84,26 @@ class ReconcileReport:
             return 100.0 if self.target_records == 0 else 0.0
         return 100.0 * self.equal / self.source_records
 
+    def _exact_accuracy(self) -> Decimal:
+        if self.source_records == 0:
+            return Decimal(100 if self.target_records == 0 else 0)
+        return Decimal(100 * self.equal) / Decimal(self.source_records)
+
     @property
     def passed(self) -> bool:
-        """True when the accuracy reaches the threshold."""
-        return self.accuracy >= self.threshold
+        """True when the accuracy reaches the threshold, decided on the exact counts."""
+        threshold = Decimal(repr(self.threshold))
+        if self.source_records == 0:
+            return self._exact_accuracy() >= threshold
+        return Decimal(100 * self.equal) >= threshold * self.source_records
+
+    def shown_accuracy(self, decimals: int = ACCURACY_DECIMALS) -> Decimal:
+        """The accuracy rounded down to enough decimals to tell it from the threshold.
+
+        At least ``decimals`` and as many as the threshold has, so a failing accuracy is shown
+        below the threshold and a passing one at or above it.
+        """
+        return floor_percent(self._exact_accuracy(), self.threshold, decimals)
 
     def example(self, category: str, row: dict[str, Any]) -> None:
         """Keep ``row`` as an example of ``category`` while fewer than the limit are kept."""
@@ -107,10 +137,14 @@ class ReconcileReport:
             "key": self.key,
             **self.counts(),
             "mismatches_by_field": dict(sorted(self.mismatches_by_field.items())),
-            "accuracy": round(self.accuracy, 4),
+            "accuracy": float(self.shown_accuracy(4)),
             "threshold": self.threshold,
             "passed": self.passed,
+            "started_at": _utc_text(self.started_at),
             "duration_seconds": round(self.duration_seconds, 3),
+            "rules": self.rules,
+            "source_only_fields": self.source_only_fields,
+            "target_only_fields": self.target_only_fields,
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -121,6 +155,25 @@ class ReconcileReport:
             "example_limit": self.example_limit,
             "examples": self.examples,
         }
+
+
+def floor_percent(value: Decimal | float, threshold: float, decimals: int = 2) -> Decimal:
+    """``value`` rounded down to ``decimals`` places, or to as many as ``threshold`` has.
+
+    Rounding down with the threshold's precision keeps the verdict readable: a value below
+    the threshold is shown below it, a value at or above it is shown at or above it.
+    """
+    exponent = Decimal(repr(threshold)).normalize().as_tuple().exponent
+    places = max(decimals, -exponent if isinstance(exponent, int) else 0)
+    exact = value if isinstance(value, Decimal) else Decimal(repr(value))
+    return exact.quantize(Decimal(1).scaleb(-places), rounding=ROUND_FLOOR)
+
+
+def _utc_text(moment: datetime | None) -> str | None:
+    """ISO-8601 in UTC with a ``Z`` (``2026-03-01T02:00:00.123456Z``)."""
+    if moment is None:
+        return None
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 def masked(fields: dict[str, Any], mask: set[str]) -> dict[str, Any]:

@@ -10,15 +10,17 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
 import anyio.to_thread
 
 from dovetail.config.loader import Project, load_project
-from dovetail.errors import DovetailError
+from dovetail.errors import ConfigError, DovetailError
 from dovetail.reconcile.compare import Merger
 from dovetail.reconcile.config import ReconcileConfig, load_reconciliation
+from dovetail.reconcile.fields import SeenFields, field_problems, locator, one_sided_fields
 from dovetail.reconcile.readers import Chunk, read_side
 from dovetail.reconcile.report import ReconcileReport
 from dovetail.reconcile.staging import Side, Staging
@@ -37,9 +39,11 @@ async def reconcile_async(
     Parsing, staging and merging run in worker threads; only network reads run on the event
     loop. ``workdir`` holds the temporary staging database (default: the system temp folder;
     it needs about the size of both sides' data). Raises ``TransientError`` or
-    ``PermanentError`` (naming the side) when a side cannot be read.
+    ``PermanentError`` (naming the side) when a side cannot be read, and ``ConfigError``
+    (located in the reconciliation file) when a key or rule names a field the data lacks.
     """
     root = Path(project_dir)
+    started_at = datetime.now(UTC)
     started = time.perf_counter()
     report = ReconcileReport(
         name=config.name or "reconcile",
@@ -49,14 +53,24 @@ async def reconcile_async(
         key=list(config.key),
         threshold=config.threshold,
         example_limit=config.examples if examples is None else examples,
+        started_at=started_at,
+        rules=config.rules(),
     )
+    seen = SeenFields()
     with tempfile.TemporaryDirectory(prefix="dovetail-reconcile-", dir=workdir) as folder:
         staging = Staging(Path(folder) / "staging.db")
         try:
             for side in ("source", "target"):
-                await _stage(config, root, side, staging, report)
+                await _stage(config, root, side, staging, report, seen)
             report.source_records = staging.counts["source"]
             report.target_records = staging.counts["target"]
+            seen.source_records, seen.target_records = report.source_records, report.target_records
+            problems = field_problems(config, seen, locator(config.origin))
+            if problems:
+                raise ConfigError(problems)
+            one_sided = one_sided_fields(config, seen)
+            report.source_only_fields = one_sided["source_only"]
+            report.target_only_fields = one_sided["target_only"]
             await anyio.to_thread.run_sync(Merger(config, report).run, staging)
         finally:
             staging.close()
@@ -65,13 +79,21 @@ async def reconcile_async(
 
 
 async def _stage(
-    config: ReconcileConfig, root: Path, side: Side, staging: Staging, report: ReconcileReport
+    config: ReconcileConfig,
+    root: Path,
+    side: Side,
+    staging: Staging,
+    report: ReconcileReport,
+    seen: SeenFields,
 ) -> None:
     encoder = RowEncoder(config, source=side == "source")
     spec = config.source if side == "source" else config.target
+    names = seen.source if side == "source" else seen.target
 
     def store(chunk: Chunk) -> None:
         staging.add(side, [encoder.encode(record) for record in chunk.records])
+        for record in chunk.records:
+            names.update(record)
         for where, reason in chunk.rejected:
             if side == "source":
                 report.rejected_source += 1

@@ -13,6 +13,9 @@ from dovetail.errors import MappingFailed, PermanentError
 from dovetail.mapping.jsonata import Expression
 from dovetail.store.base import TraceKey
 
+MAX_KEY_LENGTH = 500
+"""Longest idempotency or ordering key the store keeps (its key columns' length)."""
+
 
 def assign_lanes(
     batch: list[Envelope], lanes: int, expression: Expression | None
@@ -31,6 +34,9 @@ def assign_lanes(
             else:
                 if value is None or isinstance(value, dict | list):
                     reason = f"ordering key {expression.source!r} gave no scalar value"
+                    mark_failed(envelope, "delivery", PermanentError(reason))
+                elif (problem := key_problem(str(value))) is not None:
+                    reason = f"ordering key {expression.source!r} {problem}"
                     mark_failed(envelope, "delivery", PermanentError(reason))
                 else:
                     key = str(value)
@@ -54,8 +60,30 @@ def stamp_idempotency_key(envelope: Envelope, expression: Expression | None) -> 
         reason = f"idempotency key {expression.source!r} gave no scalar value"
         mark_failed(envelope, "delivery", PermanentError(reason))
         return False
+    problem = key_problem(str(value))
+    if problem is not None:
+        reason = f"idempotency key {expression.source!r} {problem}"
+        mark_failed(envelope, "delivery", PermanentError(reason))
+        return False
     envelope.headers[IDEMPOTENCY_HEADER] = str(value)
     return True
+
+
+def key_problem(key: str) -> str | None:
+    """Why the store cannot keep ``key`` as an idempotency or ordering key, or ``None``."""
+    if len(key) > MAX_KEY_LENGTH:
+        return f"gave a value longer than {MAX_KEY_LENGTH} characters"
+    if "\x00" in key or (not key.isprintable() and _unencodable(key)):
+        return "gave a value holding a NUL or a lone surrogate"
+    return None
+
+
+def _unencodable(key: str) -> bool:
+    try:
+        key.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _key_failed(which: str, expression: Expression, error: Exception) -> Exception:
@@ -73,22 +101,23 @@ class TraceKeyReader:
         self._paths = [tuple(path.split(".")) for path in paths]
 
     def keys_of(self, batch: Iterable[Envelope]) -> list[TraceKey]:
-        """The scalar, non-empty key values of ``batch``'s input messages (at most 500
-        characters each); a value twice for one message is recorded once by the store."""
+        """The scalar, non-empty key values of ``batch``'s input messages that the store can
+        keep (``key_problem``: at most ``MAX_KEY_LENGTH`` characters, no NUL or lone
+        surrogate); a value twice for one message is recorded once by the store."""
         found: list[TraceKey] = []
         append = found.append
         paths = self._paths
         for envelope in batch:
             message_id = envelope.id
             key = envelope.headers.get(IDEMPOTENCY_HEADER)
-            if key and len(key) <= 500:
+            if key and key_problem(key) is None:
                 append(TraceKey(key, message_id))
             if not paths:
                 continue
             payload = envelope.original if envelope.original is not None else envelope.payload
             for path in paths:
                 value = _read(payload, path)
-                if value is not None and value != key and len(value) <= 500:
+                if value is not None and value != key and key_problem(value) is None:
                     append(TraceKey(value, message_id))
         return found
 

@@ -19,6 +19,7 @@ from dovetail.errors import ConfigError, PermanentError
 from dovetail.plugins.spec import ComponentConfig, ComponentSpec
 from dovetail.reconcile.config import load_reconciliation
 from dovetail.reconcile.render import format_for, write_report
+from dovetail.reconcile.report import floor_percent
 from dovetail.reconcile.run import reconcile_async
 from dovetail.safety.paths import PathEscapeError, check_relative, confine
 
@@ -94,7 +95,8 @@ class ReconcileStep:
                 continue
             if not envelope.payload["passed"] and self._config.on_below_threshold != "pass":
                 accuracy, threshold = envelope.payload["accuracy"], envelope.payload["threshold"]
-                reason = f"accuracy {accuracy:.2f}% is below the threshold {threshold:g}%"
+                shown = floor_percent(accuracy, threshold)  # never rounded up to a pass
+                reason = f"accuracy {shown}% is below the threshold {threshold:g}%"
                 mark_failed(envelope, self.name, PermanentError(reason))
                 outcome.failed.append(envelope)
                 continue

@@ -7,6 +7,7 @@ durable together before the runner acks the source.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -206,8 +207,13 @@ class Store(Protocol):
         """Store an accepted message durably; returns when it is committed."""
         ...
 
-    async def inbox_pending(self, flow: str, after_id: int, limit: int) -> list[InboxItem]:
-        """Inbox rows of ``flow`` with id > ``after_id``, oldest first."""
+    async def inbox_pending(
+        self, flow: str, limit: int, skip: Collection[int] = ()
+    ) -> list[InboxItem]:
+        """The oldest ``limit`` inbox rows of ``flow`` whose ids are not in ``skip`` (the rows
+        a reader already emitted and has not deleted yet), oldest first. Ids are never
+        reused, but readers must not rely on ids growing in commit order: a row committed
+        late may carry a lower id than one already read."""
         ...
 
     async def inbox_delete(self, ids: list[int]) -> None:

@@ -11,10 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from dovetail.store.base import DeadLetter, JournalEvent
-from dovetail.store.codec import history_entry
+from dovetail.store.codec import decode_json, history_entry
 
 Signature = tuple[str, str, str, str]
 """What makes two dead letters the same failure: flow, idempotency key, step, reason."""
@@ -82,7 +80,7 @@ def open_entries(rows: list[Any]) -> dict[Signature, OpenEntry]:
     entries: dict[Signature, OpenEntry] = {}
     for entry_id, flow, key, step, reason, history in rows:
         entries.setdefault(
-            (flow, key, step, reason), OpenEntry(int(entry_id), list(orjson.loads(history)))
+            (flow, key, step, reason), OpenEntry(int(entry_id), list(decode_json(history)))
         )
     return entries
 

@@ -36,6 +36,7 @@ inbox = sa.Table(
     sa.Column("headers", sa.Text, nullable=False),
     sa.Column("ref", sa.String(200), nullable=False),
     sa.Column("received_at", sa.Float, nullable=False),
+    sqlite_autoincrement=True,  # ids are never reused, even after the inbox drained empty
 )
 
 dead_letters = sa.Table(
@@ -153,12 +154,16 @@ _KEY_FROM_HEADERS = {
 MIGRATIONS: list[tuple[int, list[sa.Table | NewColumns]]] = [
     (1, [checkpoints, inbox, dead_letters, deliveries, journal]),
     (2, [parked]),
+    (3, []),
     (
-        3,
+        4,
         [
             trace_keys,
             NewColumns(dead_letters, ("idempotency_key", "repeats"), _KEY_FROM_HEADERS),
         ],
     ),
 ]
-"""Schema versions in order, each with the tables it creates and the columns it adds."""
+"""Schema versions in order, each with the tables it creates and the columns it adds.
+
+Version 3 creates nothing: on SQLite it rebuilds ``dovetail_inbox`` with ``AUTOINCREMENT``
+(``sqlite_migrations.py``); PostgreSQL's inbox ids always came from a sequence."""

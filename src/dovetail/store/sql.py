@@ -7,10 +7,10 @@ the record encodings below are shared, so both backends store the same values.
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -27,7 +27,10 @@ from dovetail.store.base import (
     ParkedMessage,
 )
 from dovetail.store.codec import (
+    decode_json,
     decode_payload,
+    encode_json,
+    encode_json_text,
     encode_payload,
     history_entry,
     timestamp,
@@ -100,11 +103,11 @@ class SqlStore:
         )
         async with self.engine.connect() as conn:
             value = (await conn.execute(query)).scalar()
-        return None if value is None else dict(orjson.loads(value))
+        return None if value is None else dict(decode_json(value))
 
     async def put_checkpoint(self, flow: str, key: str, value: dict[str, Any]) -> None:
         stmt = self._insert(t.checkpoints).values(
-            flow=flow, key=key, value=orjson.dumps(value).decode(), updated_at=time.time()
+            flow=flow, key=key, value=encode_json_text(value), updated_at=time.time()
         )
         stmt = stmt.on_conflict_do_update(
             index_elements=["flow", "key"],
@@ -127,7 +130,7 @@ class SqlStore:
         stmt = t.inbox.insert().values(
             flow=flow,
             payload=payload,
-            headers=orjson.dumps(headers).decode(),
+            headers=encode_json_text(headers),
             ref=ref,
             received_at=time.time(),
         )
@@ -138,21 +141,32 @@ class SqlStore:
             raise StoreError("inbox insert returned no id")
         return int(key[0])
 
-    async def inbox_pending(self, flow: str, after_id: int, limit: int) -> list[InboxItem]:
-        query = (
-            sa.select(t.inbox)
-            .where(t.inbox.c.flow == flow, t.inbox.c.id > after_id)
+    async def inbox_pending(
+        self, flow: str, limit: int, skip: Collection[int] = ()
+    ) -> list[InboxItem]:
+        """The oldest ``limit`` rows of ``flow`` whose ids are not in ``skip``: the oldest
+        ids first (``limit`` plus one per skipped id), then the chosen rows, so a long
+        ``skip`` never becomes a statement with thousands of parameters."""
+        skipped = set(skip)
+        ids_query = (
+            sa.select(t.inbox.c.id)
+            .where(t.inbox.c.flow == flow)
             .order_by(t.inbox.c.id)
-            .limit(limit)
+            .limit(limit + len(skipped))
         )
         async with self.engine.connect() as conn:
+            ids = (await conn.execute(ids_query)).scalars().all()
+            chosen = [row_id for row_id in ids if row_id not in skipped][:limit]
+            if not chosen:
+                return []
+            query = sa.select(t.inbox).where(t.inbox.c.id.in_(chosen)).order_by(t.inbox.c.id)
             rows = (await conn.execute(query)).all()
         return [
             InboxItem(
                 id=row.id,
                 flow=row.flow,
                 payload=row.payload,
-                headers=orjson.loads(row.headers),
+                headers=decode_json(row.headers),
                 ref=row.ref,
                 received_at=datetime.fromtimestamp(row.received_at, UTC),
             )
@@ -225,7 +239,7 @@ class SqlStore:
                     [(k.key, record.flow, k.message_id, now) for k in record.trace_keys],
                 )
             if record.journal:
-                dumps = orjson.dumps
+                dumps = encode_json
                 await conn.exec_driver_sql(
                     f"INSERT INTO {t.journal.name} (at, flow, message_id, correlation_id, event,"
                     f" step, detail) VALUES ({self._marks(7)})",
@@ -264,7 +278,7 @@ class SqlStore:
         if plan.repeated:
             await conn.exec_driver_sql(
                 self._driver_sql(repeats.REPEAT),
-                [(e.added, now, orjson.dumps(e.history).decode(), e.id) for e in plan.repeated],
+                [(e.added, now, encode_json_text(e.history), e.id) for e in plan.repeated],
             )
         return repeats.entries_of(plan, inserted)
 
@@ -293,15 +307,15 @@ class SqlStore:
                 "error_class": letter.error_class,
                 "attempt": letter.attempt,
                 "payload": encode_payload(letter.payload),
-                "headers": orjson.dumps(letter.headers).decode(),
+                "headers": encode_json_text(letter.headers),
                 "source_position": None
                 if letter.source_position is None
-                else orjson.dumps(letter.source_position).decode(),
+                else encode_json_text(letter.source_position),
                 "detail": letter.detail,
                 "status": "open",
                 "first_failed_at": _epoch(letter.first_failed_at) or now,
                 "last_failed_at": now,
-                "history": orjson.dumps(plan.history).decode(),
+                "history": encode_json_text(plan.history),
                 "idempotency_key": letter.idempotency_key,
                 "repeats": plan.repeats,
             }
@@ -326,7 +340,7 @@ class SqlStore:
         if row is None:  # the entry was purged meanwhile: record the failure afresh
             (new_id,) = await self._insert_dead_letters(conn, [letter], now)
             return new_id
-        history = [*orjson.loads(row.history), history_entry(letter, now)]
+        history = [*decode_json(row.history), history_entry(letter, now)]
         await conn.execute(
             t.dead_letters.update()
             .where(t.dead_letters.c.id == letter.id)
@@ -339,7 +353,7 @@ class SqlStore:
                 detail=letter.detail,
                 flow_version=letter.flow_version,
                 last_failed_at=now,
-                history=orjson.dumps(history).decode(),
+                history=encode_json_text(history),
             )
         )
         return letter.id
@@ -467,15 +481,15 @@ class SqlStore:
                 error_class=row.error_class,
                 attempt=row.attempt,
                 payload=decode_payload(row.payload),
-                headers=orjson.loads(row.headers),
+                headers=decode_json(row.headers),
                 source_position=None
                 if row.source_position is None
-                else orjson.loads(row.source_position),
+                else decode_json(row.source_position),
                 detail=row.detail,
                 status=row.status,
                 first_failed_at=timestamp(row.first_failed_at),
                 last_failed_at=timestamp(row.last_failed_at),
-                history=orjson.loads(row.history),
+                history=decode_json(row.history),
                 idempotency_key=row.idempotency_key,
                 repeats=row.repeats,
             )
@@ -510,7 +524,7 @@ class SqlStore:
                 flow=row.flow,
                 event=row.event,
                 step=row.step,
-                detail=None if row.detail is None else orjson.loads(row.detail),
+                detail=None if row.detail is None else decode_json(row.detail),
                 at=timestamp(row.at),
             )
             for row in rows

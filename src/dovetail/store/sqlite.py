@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,15 @@ from dovetail.store.base import (
     KpiRow,
     ParkedMessage,
 )
-from dovetail.store.codec import decode_payload, encode_payload, history_entry, timestamp
+from dovetail.store.codec import (
+    decode_json,
+    decode_payload,
+    encode_json,
+    encode_json_text,
+    encode_payload,
+    history_entry,
+    timestamp,
+)
 from dovetail.store.sqlite_migrations import migrate
 from dovetail.store.sqlite_thread import (
     Operation,
@@ -167,7 +175,7 @@ class SqliteStore:
     async def get_checkpoint(self, flow: str, key: str) -> dict[str, Any] | None:
         sql = 'SELECT value FROM dovetail_checkpoints WHERE flow = ? AND "key" = ?'
         row = await self._run(lambda c: c.execute(sql, (flow, key)).fetchone())
-        return None if row is None else dict(orjson.loads(row[0]))
+        return None if row is None else dict(decode_json(row[0]))
 
     async def put_checkpoint(self, flow: str, key: str, value: dict[str, Any]) -> None:
         sql = (
@@ -175,7 +183,7 @@ class SqliteStore:
             ' ON CONFLICT (flow, "key") DO UPDATE SET value = excluded.value,'
             " updated_at = excluded.updated_at"
         )
-        params = (flow, key, orjson.dumps(value).decode(), time.time())
+        params = (flow, key, encode_json_text(value), time.time())
         await self._write(lambda c: c.execute(sql, params))
 
     async def delete_checkpoint(self, flow: str, key: str) -> None:
@@ -189,24 +197,28 @@ class SqliteStore:
             "INSERT INTO dovetail_inbox (flow, payload, headers, ref, received_at)"
             " VALUES (?, ?, ?, ?, ?)"
         )
-        params = (flow, payload, orjson.dumps(headers).decode(), ref, time.time())
+        params = (flow, payload, encode_json_text(headers), ref, time.time())
         new_id = await self._write(lambda c: c.execute(sql, params).lastrowid)
         if new_id is None:
             raise StoreError("inbox insert returned no id")
         return int(new_id)
 
-    async def inbox_pending(self, flow: str, after_id: int, limit: int) -> list[InboxItem]:
+    async def inbox_pending(
+        self, flow: str, limit: int, skip: Collection[int] = ()
+    ) -> list[InboxItem]:
+        """The oldest ``limit`` rows of ``flow`` whose ids are not in ``skip``."""
         sql = (
             "SELECT id, flow, payload, headers, ref, received_at FROM dovetail_inbox"
-            " WHERE flow = ? AND id > ? ORDER BY id LIMIT ?"
+            " WHERE flow = ? AND id NOT IN (SELECT value FROM json_each(?)) ORDER BY id LIMIT ?"
         )
-        rows = await self._run(lambda c: c.execute(sql, (flow, after_id, limit)).fetchall())
+        params = (flow, orjson.dumps(list(skip)).decode(), limit)
+        rows = await self._run(lambda c: c.execute(sql, params).fetchall())
         return [
             InboxItem(
                 id=row_id,
                 flow=row_flow,
                 payload=bytes(payload),
-                headers=orjson.loads(headers),
+                headers=decode_json(headers),
                 ref=ref,
                 received_at=datetime.fromtimestamp(received_at, UTC),
             )
@@ -245,7 +257,7 @@ class SqliteStore:
         replayed = record.replayed
         deliveries = [(flow, d.sink, d.key, d.message_id, now) for d in record.deliveries]
         trace_keys = [(k.key, flow, k.message_id, now) for k in record.trace_keys]
-        dumps = orjson.dumps
+        dumps = encode_json
         events = [
             (
                 now if e.at is None else e.at.timestamp(),
@@ -369,7 +381,7 @@ class SqliteStore:
                 flow=flow,
                 event=event,
                 step=step,
-                detail=None if detail is None else orjson.loads(detail),
+                detail=None if detail is None else decode_json(detail),
                 at=timestamp(at),
             )
             for message_id, correlation_id, flow, event, step, detail, at in rows
@@ -461,7 +473,7 @@ def _record_letters(
     )
     connection.executemany(
         repeats.REPEAT,
-        [(e.added, now, orjson.dumps(e.history).decode(), e.id) for e in plan.repeated],
+        [(e.added, now, encode_json_text(e.history), e.id) for e in plan.repeated],
     )
     return repeats.entries_of(plan, inserted)
 
@@ -486,13 +498,13 @@ def _letter_row(
         letter.error_class,
         letter.attempt,
         encode_payload(letter.payload),
-        orjson.dumps(letter.headers).decode(),
-        None if letter.source_position is None else orjson.dumps(letter.source_position).decode(),
+        encode_json_text(letter.headers),
+        None if letter.source_position is None else encode_json_text(letter.source_position),
         letter.detail,
         "open",
         (first.timestamp() if first is not None else None) or now,
         now,
-        orjson.dumps(history).decode(),
+        encode_json_text(history),
         letter.idempotency_key,
         repeated,
     )
@@ -527,7 +539,7 @@ def _reopen_letter(
     ).fetchone()
     if found is None:  # the entry was purged meanwhile: record the failure afresh
         return _insert_letter(connection, row)
-    history = [*orjson.loads(found[0]), history_entry(letter, now)]
+    history = [*decode_json(found[0]), history_entry(letter, now)]
     connection.execute(
         _REOPEN_LETTER,
         (
@@ -538,7 +550,7 @@ def _reopen_letter(
             letter.detail,
             letter.flow_version,
             now,
-            orjson.dumps(history).decode(),
+            encode_json_text(history),
             letter_id,
         ),
     )
@@ -552,11 +564,11 @@ def _dead_letter(row: Sequence[Any]) -> DeadLetter:
         **values
         | {
             "payload": decode_payload(bytes(values["payload"])),
-            "headers": orjson.loads(values["headers"]),
-            "source_position": None if source_position is None else orjson.loads(source_position),
+            "headers": decode_json(values["headers"]),
+            "source_position": None if source_position is None else decode_json(source_position),
             "first_failed_at": timestamp(values["first_failed_at"]),
             "last_failed_at": timestamp(values["last_failed_at"]),
-            "history": orjson.loads(values["history"]),
+            "history": decode_json(values["history"]),
         }
     )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 
 import sqlalchemy as sa
 
@@ -36,12 +37,39 @@ def migrate(connection: sqlite3.Connection) -> None:
                     continue
                 for statement in _ddl(change):
                     connection.execute(statement)
+            upgrade = _UPGRADES.get(version)
+            if upgrade is not None:
+                upgrade(connection)
             connection.execute(
                 "INSERT INTO dovetail_schema_version (version, applied_at) VALUES (?, ?)",
                 (version, time.time()),
             )
 
     in_transaction(connection, apply)
+
+
+def _inbox_autoincrement(connection: sqlite3.Connection) -> None:
+    """Version 3: rebuild ``dovetail_inbox`` with ``AUTOINCREMENT`` so a drained inbox never
+    hands out an id again (a plain ``INTEGER PRIMARY KEY`` reuses the highest free one). The
+    waiting rows keep their ids; the sequence starts after the highest of them."""
+    row = connection.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'dovetail_inbox'"
+    ).fetchone()
+    if row is None or "AUTOINCREMENT" in str(row[0]).upper():
+        return
+    connection.execute("DROP INDEX IF EXISTS ix_dovetail_inbox_flow")
+    connection.execute("ALTER TABLE dovetail_inbox RENAME TO dovetail_inbox_v2")
+    for statement in _ddl(t.inbox):
+        connection.execute(statement)
+    columns = ", ".join(column.name for column in t.inbox.columns)
+    connection.execute(
+        f"INSERT INTO dovetail_inbox ({columns}) SELECT {columns} FROM dovetail_inbox_v2"
+    )
+    connection.execute("DROP TABLE dovetail_inbox_v2")
+
+
+_UPGRADES: dict[int, Callable[[sqlite3.Connection], None]] = {3: _inbox_autoincrement}
+"""SQLite-only steps of a schema version, run after its tables are created."""
 
 
 def _schema_version(connection: sqlite3.Connection) -> int | None:

@@ -153,7 +153,7 @@ def inbox_drained(project_dir: Path, flow: str) -> bool:
     async def check() -> bool:
         store = await open_store(load_project(project_dir))
         try:
-            return not await store.inbox_pending(flow, 0, 1)
+            return not await store.inbox_pending(flow, 1)
         finally:
             await store.close()
 

@@ -17,6 +17,8 @@ from dovetail.connectors.http.signature import sign
 from dovetail.connectors.http.source import WebhookSource
 from dovetail.core.envelope import Envelope
 from dovetail.errors import StoreError
+from dovetail.store.base import Store
+from dovetail.store.postgres import PostgresStore
 from dovetail.store.sqlite import SqliteStore
 from dovetail.testing.components import build_component
 
@@ -45,7 +47,7 @@ def signed_headers(body: bytes, timestamp: int | None = None) -> dict[str, str]:
 class Receiver:
     """A running webhook source, its store, and what it emitted."""
 
-    def __init__(self, source: WebhookSource, store: SqliteStore) -> None:
+    def __init__(self, source: WebhookSource, store: Store) -> None:
         self.source = source
         self.store = store
         self.emitted: list[Envelope] = []
@@ -71,12 +73,12 @@ class Receiver:
             return await client.post(self.url, content=body, headers=headers or {})
 
     async def pending(self) -> list[Any]:
-        return await self.store.inbox_pending(FLOW, 0, 100)
+        return await self.store.inbox_pending(FLOW, 100)
 
 
 @asynccontextmanager
 async def receiving(
-    tmp_path: Path, snippet: str = SIGNED, store: SqliteStore | None = None
+    tmp_path: Path, snippet: str = SIGNED, store: Store | None = None
 ) -> AsyncIterator[Receiver]:
     own_store = store is None
     store = store or SqliteStore(tmp_path / ".dovetail" / "state.db")
@@ -165,6 +167,66 @@ def test_pending_rows_are_emitted_again_after_a_restart(tmp_path: Path) -> None:
     anyio.run(main)
 
 
+def test_a_request_after_the_inbox_drained_empty_is_emitted_without_a_restart(
+    tmp_path: Path, store_factory: Callable[[], Store]
+) -> None:
+    async def main() -> None:
+        store = store_factory()
+        await store.open()
+        try:
+            async with receiving(tmp_path, store=store) as receiver:
+                for round_ in range(3):
+                    bodies = [orjson.dumps({"order_id": f"SO-{round_}-{n}"}) for n in range(3)]
+                    for body in bodies:
+                        assert (await receiver.post(body, signed_headers(body))).status_code == 202
+                    await receiver.wait_for(3 * (round_ + 1))
+                    for message in receiver.emitted[-3:]:
+                        await message.settlement.settle()
+                    await receiver.source.commit()
+                    assert await receiver.pending() == [], "drained empty before the next round"
+                keys = [message.payload["order_id"] for message in receiver.emitted]
+                assert keys == [f"SO-{r}-{n}" for r in range(3) for n in range(3)]
+        finally:
+            await store.close()
+
+    anyio.run(main)
+
+
+def test_a_row_committed_late_with_a_lower_id_is_still_emitted(
+    tmp_path: Path, fresh_postgres_url: str
+) -> None:
+    """Sequence values are taken at insert, rows become visible at commit: a reader that
+    remembered the highest id it saw would skip a row whose transaction committed last."""
+    import asyncpg
+
+    async def main() -> None:
+        store = PostgresStore(fresh_postgres_url)
+        await store.open()
+        slow_writer = await asyncpg.connect(fresh_postgres_url.replace("postgresql", "postgres"))
+        try:
+            snippet = "http: {path: /hooks/orders, poll_interval: 100ms}"
+            async with receiving(tmp_path, snippet, store=store) as receiver:
+                transaction = slow_writer.transaction()
+                await transaction.start()
+                late_id = await slow_writer.fetchval(
+                    "INSERT INTO dovetail_inbox (flow, payload, headers, ref, received_at)"
+                    " VALUES ($1, $2, '{}', 'late', 0) RETURNING id",
+                    FLOW,
+                    b'{"order_id": "late"}',
+                )
+                answer = await receiver.post(b'{"order_id": "early"}')
+                assert answer.json()["id"] > late_id
+                await receiver.wait_for(1)
+                await transaction.commit()
+                await receiver.wait_for(2)
+                assert [m.payload["order_id"] for m in receiver.emitted] == ["early", "late"]
+        finally:
+            await slow_writer.close()
+            await store.close()
+
+    anyio.run(main)
+
+
 def test_once_mode_drains_the_inbox_without_a_server(tmp_path: Path) -> None:
     async def main() -> list[Envelope]:
         store = SqliteStore(tmp_path / "state.db")
@@ -187,7 +249,7 @@ def test_once_mode_drains_the_inbox_without_a_server(tmp_path: Path) -> None:
             for message in emitted:
                 await message.settlement.settle()
             await source.commit()
-            assert await store.inbox_pending(FLOW, 0, 10) == []
+            assert await store.inbox_pending(FLOW, 10) == []
             await source.close()
             return emitted
         finally:
@@ -324,9 +386,15 @@ def test_other_methods_and_paths_are_refused_and_cancelling_stops_listening(
     async def main() -> None:
         async with receiving(tmp_path, "http: {path: /hooks}") as receiver:
             async with httpx.AsyncClient() as client:
-                assert (await client.get(receiver.url)).status_code == 405
+                wrong_method = await client.get(receiver.url)
+                assert wrong_method.status_code == 405
+                assert wrong_method.headers["allow"] == "POST"
                 wrong_path = receiver.url.replace("/hooks", "/other")
-                assert (await client.post(wrong_path, content=b"{}")).status_code == 404
+                not_found = await client.post(wrong_path, content=b"{}")
+                assert not_found.status_code == 404
+                for refused in (wrong_method, not_found):
+                    assert refused.headers["content-type"] == "application/problem+json"
+                    assert refused.headers["x-correlation-id"]
             assert await receiver.pending() == []
         async with httpx.AsyncClient() as client:
             with pytest.raises(httpx.ConnectError):
@@ -344,3 +412,39 @@ def test_open_without_a_store_fails_clearly(tmp_path: Path) -> None:
 def test_path_must_be_absolute(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="must start with '/'"):
         build_component("source", "http: {path: hooks}", tmp_path)
+
+
+class SlowStore(SqliteStore):
+    """The real SQLite store, with inbox writes that take ``delay`` seconds."""
+
+    delay = 0.0
+
+    async def inbox_put(self, flow: str, payload: bytes, headers: dict[str, str], ref: str) -> int:
+        await anyio.sleep(self.delay)
+        return await super().inbox_put(flow, payload, headers, ref)
+
+
+def test_stopping_lets_a_request_under_way_finish_and_be_stored(tmp_path: Path) -> None:
+    body = b'{"order_id": "SO-late"}'
+
+    async def main() -> tuple[int, int]:
+        store = SlowStore(tmp_path / "state.db")
+        await store.open()
+        try:
+            answer: list[httpx.Response] = []
+            async with (
+                anyio.create_task_group() as clients,
+                receiving(tmp_path, store=store) as receiver,
+            ):
+                store.delay = 0.5
+
+                async def post() -> None:
+                    answer.append(await receiver.post(body, signed_headers(body)))
+
+                clients.start_soon(post)
+                await anyio.sleep(0.2)  # the request is being stored when the flow stops
+            return answer[0].status_code, len(await store.inbox_pending(FLOW, 10))
+        finally:
+            await store.close()
+
+    assert anyio.run(main) == (202, 1)

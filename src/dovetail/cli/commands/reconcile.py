@@ -22,7 +22,7 @@ from dovetail.reconcile.config import (
     load_reconciliation,
     validate_reconciliation,
 )
-from dovetail.reconcile.render import format_for, render, verdict, write_report
+from dovetail.reconcile.render import format_for, render, rule_lines, verdict, write_report
 from dovetail.reconcile.report import ReconcileReport
 from dovetail.reconcile.run import reconcile_async
 
@@ -94,6 +94,9 @@ def reconcile(
         raise typer.Exit(exit_codes.USAGE) from None
     try:
         report = anyio.run(lambda: reconcile_async(loaded, project_dir=project.root))
+    except ConfigError as exc:  # a key or rule names a field the data does not hold
+        print_problems(exc.problems)
+        raise typer.Exit(exit_codes.USAGE) from None
     except DovetailError as exc:
         fail(str(exc))
         raise typer.Exit(exit_codes.RUNTIME_FAILURE) from None
@@ -116,6 +119,8 @@ def _print_summary(report: ReconcileReport, output: Path | None) -> None:
     )
     for name, count in sorted(report.mismatches_by_field.items()):
         console.print(f"mismatches in {name}: {count}")
+    for line in rule_lines(report):
+        console.print(line)
     if output is not None:
         console.print(f"report written to {output}")
     console.print(verdict(report))
@@ -135,12 +140,15 @@ def _configure(
 ) -> ReconcileConfig:
     """The reconciliation from a file and/or flags (flags override the file's values)."""
     data: dict[str, Any] = {}
+    origin = None
     if config is not None:
         loaded = load_reconciliation(_config_path(project, config), project)
         flags = (*sides["source"], *sides["target"], key, tolerance, normalize, ignore)
         if all(flag is None for flag in (*flags, threshold, examples)):
             return loaded
         data = loaded.model_dump(by_alias=True, exclude_none=True, exclude_defaults=True)
+        if not (key or tolerance or normalize or ignore):  # field names still the file's own
+            origin = loaded.origin
     for role, (location, query) in sides.items():
         if location is not None:
             data[role] = side_from_flag(location, query, role)
@@ -163,7 +171,7 @@ def _configure(
     if missing:
         raise ValueError(f"give a reconciliation file or {', '.join(missing)}")
     data.setdefault("name", "reconcile")
-    return validate_reconciliation(data, project.root)
+    return validate_reconciliation(data, project.root).located_in(origin)
 
 
 def _config_path(project: Project, config: str) -> Path:

@@ -8,6 +8,7 @@ from pydantic import Field, field_validator
 
 from dovetail.config.fields import JsonataExpr, ProjectFile
 from dovetail.config.types import Duration
+from dovetail.connectors.http.server import ServerConfig
 from dovetail.plugins.spec import ComponentConfig
 
 
@@ -44,6 +45,8 @@ class ApiConfig(ComponentConfig):
     """Deepest nesting accepted in a JSON body; deeper bodies get 400."""
     batch_size: int = Field(default=100, ge=1)
     """Most concurrent requests handed to the flow as one batch."""
+    server: ServerConfig = ServerConfig()
+    """Limits of the embedded HTTP server: connection cap, header, body and idle timeouts."""
 
     @field_validator("base_path")
     @classmethod

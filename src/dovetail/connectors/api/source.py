@@ -23,7 +23,6 @@ send it again); otherwise the mapped response.
 
 from __future__ import annotations
 
-import contextlib
 import socket
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +30,6 @@ from typing import Any
 import anyio
 import orjson
 import structlog
-import uvicorn
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -46,7 +44,7 @@ from dovetail.connectors.api.contract import (
     Violation,
 )
 from dovetail.connectors.api.problems import problem_response
-from dovetail.connectors.http.source import bind_listener
+from dovetail.connectors.http.server import EmbeddedServer, bind_listener
 from dovetail.core.ack import Settlement
 from dovetail.core.component import BuildContext, Emit
 from dovetail.core.envelope import Envelope, SourcePosition
@@ -74,14 +72,6 @@ class _Call:
     """Every settled part of the message, with its ``outcome``."""
     abandoned: bool = False
     """The flow stopped before taking the message: answer 503."""
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn inside the flow's event loop: the runtime, not uvicorn, owns the signals."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Any:
-        yield
 
 
 class ApiSource:
@@ -164,24 +154,9 @@ class ApiSource:
 
     async def _serve(self) -> None:
         assert self._socket is not None
-        sock = self._socket
-        config = uvicorn.Config(
-            self.app(),
-            lifespan="off",
-            log_config=None,
-            access_log=False,
-            server_header=False,
-            timeout_graceful_shutdown=5,
-        )
-        server = _EmbeddedServer(config)
         try:
-            await server.serve(sockets=[sock])
+            await EmbeddedServer(self.app(), self._socket, self.config.server).serve()
         finally:
-            server.should_exit = True
-            with anyio.CancelScope(shield=True), anyio.move_on_after(10):
-                if server.started:
-                    await server.shutdown(sockets=[sock])
-            sock.close()
             self._socket = None
 
     async def _receive(self, request: Request) -> Response:

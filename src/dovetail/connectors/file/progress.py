@@ -12,14 +12,15 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from dovetail.connectors.file.formats import Record
 from dovetail.core.ack import OrderedAcker, Settlement
+from dovetail.core.component import ReadProgress
 from dovetail.core.envelope import Envelope, SourcePosition
 from dovetail.core.steps import mark_failed
 from dovetail.errors import PayloadRejected
@@ -60,6 +61,56 @@ class FileProgress:
             "done": done,
             "failed": self.failed,
         }
+
+
+class ReadMeter:
+    """Bytes read of the files a file source found, for progress displays.
+
+    ``plan`` adds the sizes of the files a scan found; ``start`` and ``finish`` bracket the
+    reading of one of them; ``opened`` (called on the reader thread) hands over its stream,
+    whose OS read position measures the file in progress (read-ahead puts it at most one
+    buffer ahead of the records parsed).
+    """
+
+    __slots__ = ("_done", "_size", "_stream", "total")
+
+    def __init__(self) -> None:
+        self.total = 0
+        self._done = 0
+        self._size = 0
+        self._stream: BinaryIO | None = None
+
+    def plan(self, sizes: Iterable[int]) -> None:
+        """Count files about to be read into the total."""
+        self.total += sum(sizes)
+
+    def start(self, size: int) -> None:
+        """A file of ``size`` bytes is about to be read."""
+        self._size = size
+        self._stream = None
+
+    def opened(self, stream: BinaryIO) -> None:
+        """The file being read is open as ``stream``."""
+        self._stream = stream
+
+    def finish(self) -> None:
+        """The file started last is read (or skipped): all of it counts as read."""
+        self._done += self._size
+        self._size = 0
+        self._stream = None
+
+    def progress(self) -> ReadProgress | None:
+        """Bytes read of the total; None before any file was found."""
+        if not self.total:
+            return None
+        current = 0
+        stream = self._stream
+        if stream is not None:
+            try:
+                current = os.lseek(stream.fileno(), 0, os.SEEK_CUR)
+            except (OSError, ValueError):  # closed meanwhile: finish() is about to count it
+                current = 0
+        return ReadProgress(min(self._done + min(current, self._size), self.total), self.total)
 
 
 def checkpoint_key(ref: str) -> str:

@@ -278,16 +278,21 @@ def compression_of(head: bytes) -> str | None:
     return None
 
 
-def read_records(path: Path, options: ReaderOptions) -> Iterator[Record]:
+def read_records(
+    path: Path, options: ReaderOptions, *, opened: Callable[[BinaryIO], None] | None = None
+) -> Iterator[Record]:
     """Stream the records of ``path``; bad input becomes poison or fatal records, never raises.
 
-    The file is closed when the iterator is exhausted or closed.
+    ``opened`` is given the binary stream once the file is open (to measure bytes read). The
+    file is closed when the iterator is exhausted or closed.
     """
     try:
         stream = path.open("rb")
     except OSError as exc:
         yield Record(None, None, f"cannot open file: {exc.strerror or exc}", fatal=True)
         return
+    if opened is not None:
+        opened(stream)
     with stream:
         try:
             compressed = compression_of(stream.peek(16)[:16])

@@ -24,6 +24,7 @@ import structlog
 from dovetail.connectors.file.formats import Record
 from dovetail.connectors.file.progress import (
     FileProgress,
+    ReadMeter,
     checkpoint_key,
     checkpoint_matches,
     move_file,
@@ -33,7 +34,7 @@ from dovetail.connectors.file.progress import (
 from dovetail.connectors.file.readers import read_records
 from dovetail.connectors.file.source_config import FileSourceConfig
 from dovetail.core.ack import OrderedAcker
-from dovetail.core.component import BuildContext, Emit
+from dovetail.core.component import BuildContext, Emit, ReadProgress
 from dovetail.core.envelope import Envelope
 from dovetail.plugins.spec import ComponentSpec
 from dovetail.safety.paths import confine, glob_base, is_inside
@@ -67,6 +68,7 @@ class FileSource:
         self._executor: ThreadPoolExecutor | None = None
         self._move_to: Path | None = None
         self._error_to: Path | None = None
+        self._meter = ReadMeter()
 
     async def open(self) -> None:
         """Check that the glob and the after-folders stay inside the project directory.
@@ -94,8 +96,13 @@ class FileSource:
         while True:
             batch: list[Envelope] = []
             found = await self._in_thread(self._scan, set(self._files), dict(self._finished))
+            self._meter.plan(stat.st_size for _, stat in found)
             for path, stat in found:
-                batch = await self._read_file(path, stat, batch, emit)
+                self._meter.start(stat.st_size)
+                try:
+                    batch = await self._read_file(path, stat, batch, emit)
+                finally:
+                    self._meter.finish()
             if batch:
                 await emit(batch)
             await self.commit()
@@ -168,7 +175,7 @@ class FileSource:
             )
             records: Iterator[Record] = iter([record])
         else:
-            records = read_records(path, self._options)
+            records = read_records(path, self._options, opened=self._meter.opened)
         index = 0
         try:
             while True:
@@ -194,6 +201,10 @@ class FileSource:
         if progress.failed:
             log.warning("file could not be read completely", flow=self._context.flow, file=ref)
         return batch
+
+    def read_progress(self) -> ReadProgress | None:
+        """Bytes read of the files found so far (their sizes when found); see ``MeasuredSource``."""
+        return self._meter.progress()
 
     def _envelope(self, progress: FileProgress, index: int, record: Record) -> Envelope:
         return record_envelope(progress, index, record)

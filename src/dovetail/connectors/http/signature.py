@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import hmac
+import re
 import time
 from collections.abc import Callable
 from typing import Literal
@@ -21,6 +22,9 @@ from dovetail.config.types import Duration
 from dovetail.plugins.spec import ComponentConfig
 
 Algorithm = Literal["sha256", "sha384", "sha512"]
+
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+"""Unix seconds in ASCII digits: ``str.isdigit`` would also take ``²`` or ``٣``."""
 
 
 class SignatureConfig(ComponentConfig):
@@ -88,24 +92,25 @@ class SignatureVerifier:
             tolerance=config.tolerance,
         )
 
-    def check(self, signature: str | None, timestamp: str | None, body: bytes) -> str:
-        """Verify signature and freshness only; returns the matching digest."""
+    def check_headers(self, signature: str | None, timestamp: str | None) -> int:
+        """What can be checked before the body is read: both headers present, the timestamp
+        well-formed and fresh; returns the timestamp. Raises ``SignatureRejected`` (401)."""
         if not signature:
             raise SignatureRejected(401, "missing signature")
-        if not timestamp:
-            raise SignatureRejected(401, "missing timestamp")
-        stamp = timestamp.strip()
-        if not stamp.isdigit() or len(stamp) > 12:
-            raise SignatureRejected(401, "invalid timestamp")
-        expected = compute_signature(self._secret, stamp, body, self._algorithm)
-        for candidate in _candidates(signature, self._algorithm):
-            if hmac.compare_digest(candidate.encode(), expected.encode()):
-                break
-        else:
-            raise SignatureRejected(401, "invalid signature")
-        if abs(self._clock() - int(stamp)) > self._tolerance:
+        stamp = parse_timestamp(timestamp)
+        if abs(self._clock() - stamp) > self._tolerance:
             raise SignatureRejected(401, "stale timestamp")
-        return expected
+        return stamp
+
+    def check(self, signature: str | None, timestamp: str | None, body: bytes) -> str:
+        """Verify headers, freshness and signature only; returns the matching digest."""
+        self.check_headers(signature, timestamp)
+        signed = (timestamp or "").strip(" \t")  # as sent: ASCII digits, leading zeros kept
+        expected = compute_signature(self._secret, signed, body, self._algorithm)
+        for candidate in _candidates(signature or "", self._algorithm):
+            if hmac.compare_digest(candidate.encode(), expected.encode()):
+                return expected
+        raise SignatureRejected(401, "invalid signature")
 
     def verify(self, signature: str | None, timestamp: str | None, body: bytes) -> str:
         """``check``, then claim the digest; a digest already claimed is a replay (409)."""
@@ -113,7 +118,7 @@ class SignatureVerifier:
         self._prune()
         if digest in self._seen:
             raise SignatureRejected(409, "replayed request: this signature was already accepted")
-        stamp = int((timestamp or "0").strip())
+        stamp = parse_timestamp(timestamp)
         self._seen.add(digest)
         heapq.heappush(self._expiry, (stamp + self._tolerance, digest))
         return digest
@@ -127,6 +132,17 @@ class SignatureVerifier:
         while self._expiry and self._expiry[0][0] < now:
             _, digest = heapq.heappop(self._expiry)
             self._seen.discard(digest)
+
+
+def parse_timestamp(value: str | None) -> int:
+    """A signature timestamp header as Unix seconds: 1 to 12 ASCII digits, surrounding spaces
+    allowed; raises ``SignatureRejected`` (401, "missing timestamp" or "invalid timestamp")."""
+    if not value:
+        raise SignatureRejected(401, "missing timestamp")
+    stamp = value.strip(" \t")
+    if not _TIMESTAMP.fullmatch(stamp):
+        raise SignatureRejected(401, "invalid timestamp: expected Unix seconds in ASCII digits")
+    return int(stamp)
 
 
 def _candidates(header: str, algorithm: str) -> list[str]:

@@ -1,32 +1,41 @@
 """``http`` source: a webhook receiver that answers only once a request is durably stored.
 
-Request path: size limit (413), signature and timestamp (401; a replay is 409), body parse
-(400, RFC 9457 problem+json), then ``store.inbox_put``; only after the store committed does the
-caller get ``202 {"status": "accepted", "id": ..., "correlation_id": ...}``. A store failure
-answers 503 so the caller retries. ``run`` emits inbox rows in id order; an acked row is
-deleted by ``commit()``, so rows left by a crash are emitted again on the next start.
+Request path, cheapest check first, each refusal an RFC 9457 problem+json with an
+``x-correlation-id`` header: before the body is read, the declared ``Content-Length`` (413;
+400 when malformed) and, with a ``signature`` block, the signature and timestamp headers
+(401: missing, malformed or stale); then the body, read incrementally and cut off past
+``max_body_bytes`` (413); then the signature itself (401; a replay is 409) and the body's
+syntax (400); then ``store.inbox_put``. Only after the store committed does the caller get
+``202 {"status": "accepted", "id": ..., "correlation_id": ...}``. A store failure answers 503
+so the caller retries. Slow and idle clients are cut off by the embedded server
+(``server.py``).
+
+``run`` emits every inbox row it has not emitted yet, oldest first, and remembers it as in
+flight until ``commit()`` deletes it once acked; rows left by a crash are emitted again on the
+next start. The drain never relies on ids growing: a row committed after a newer-id row was
+emitted is still found.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
-from collections.abc import Generator
 from http import HTTPStatus
 from typing import Literal
 
 import anyio
 import orjson
 import structlog
-import uvicorn
 from pydantic import Field, field_validator
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from dovetail.config.types import Duration
+from dovetail.connectors.http.body import BodyTooLarge, declared_length, parse_body, read_body
+from dovetail.connectors.http.server import EmbeddedServer, ServerConfig, bind_listener
 from dovetail.connectors.http.signature import SignatureConfig, SignatureRejected, SignatureVerifier
 from dovetail.core.ack import Settlement
 from dovetail.core.component import BuildContext, Emit
@@ -35,9 +44,9 @@ from dovetail.core.ids import correlation_id_from_headers, uuid7
 from dovetail.core.steps import mark_failed
 from dovetail.errors import PayloadRejected, StoreError
 from dovetail.plugins.spec import ComponentConfig, ComponentSpec
-from dovetail.safety.limits import nesting_depth
 from dovetail.store.base import InboxItem
-from dovetail.types import Payload
+
+__all__ = ["WebhookConfig", "WebhookSource", "bind_listener", "parse_body", "problem"]
 
 log = structlog.get_logger(__name__)
 
@@ -59,7 +68,8 @@ class WebhookConfig(ComponentConfig):
     max_body_bytes: int = Field(default=1_048_576, ge=1)
     """Largest accepted body; larger requests get 413."""
     format: Literal["json", "xml", "text"] = "json"
-    """How the body is parsed: JSON, XML (kept as text, checked well-formed) or UTF-8 text."""
+    """How the body is parsed: JSON, XML (kept as text, checked well-formed, refused with a
+    DOCTYPE) or UTF-8 text."""
     max_depth: int = Field(default=64, ge=1, le=512)
     """Deepest nesting accepted in a JSON or XML body; deeper bodies get 400."""
     signature: SignatureConfig | None = None
@@ -68,6 +78,8 @@ class WebhookConfig(ComponentConfig):
     """Most messages handed to the flow at once."""
     poll_interval: Duration = 1.0
     """How often the inbox is checked besides being woken by each accepted request."""
+    server: ServerConfig = ServerConfig()
+    """Limits of the embedded HTTP server: connection cap, header, body and idle timeouts."""
 
     @field_validator("path")
     @classmethod
@@ -75,14 +87,6 @@ class WebhookConfig(ComponentConfig):
         if not value.startswith("/"):
             raise ValueError(f"path must start with '/', found {value!r}")
         return value
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn inside the flow's event loop: the runtime, not uvicorn, owns the signals."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
 
 
 class WebhookSource:
@@ -102,8 +106,11 @@ class WebhookSource:
             SignatureVerifier.from_config(config.signature) if config.signature else None
         )
         self._socket: socket.socket | None = None
+        self.server: EmbeddedServer | None = None
+        """The embedded server while ``run`` serves requests."""
         self._wakeup = asyncio.Event()
-        self._last_id = 0
+        self._in_flight: set[int] = set()
+        """Ids of rows emitted and not yet deleted: the drain skips them."""
         self._acked: list[int] = []
         self.port: int | None = None
         """The bound port once ``open()`` ran (``None`` in once mode)."""
@@ -120,7 +127,7 @@ class WebhookSource:
 
     async def run(self, emit: Emit) -> None:
         """Serve requests and emit stored messages until cancelled (once: drain and return)."""
-        self._last_id = 0
+        self._in_flight = set(self._acked)  # acked, not yet deleted: never emitted again
         if self._once:
             await self._drain(emit)
             return
@@ -144,6 +151,7 @@ class WebhookSource:
         except BaseException:
             self._acked[:0] = ids
             raise
+        self._in_flight.difference_update(ids)
 
     async def close(self) -> None:
         """Release the socket if the server never took it over."""
@@ -154,40 +162,27 @@ class WebhookSource:
     def app(self) -> Starlette:
         """The ASGI app that receives webhooks (also usable under another server)."""
         route = Route(self.config.path, self._receive, methods=list(self.config.methods))
-        return Starlette(routes=[route])
+        return Starlette(routes=[route], exception_handlers={HTTPException: _routing_problem})
 
     async def _serve(self) -> None:
         assert self._socket is not None
-        sock = self._socket
-        config = uvicorn.Config(
-            self.app(),
-            lifespan="off",
-            log_config=None,
-            access_log=False,
-            server_header=False,
-            timeout_graceful_shutdown=5,
-        )
-        server = _EmbeddedServer(config)
+        self.server = EmbeddedServer(self.app(), self._socket, self.config.server)
         try:
-            await server.serve(sockets=[sock])
+            await self.server.serve()
         finally:
-            # Cancelled (flow stopping): stop accepting, let in-flight requests finish.
-            server.should_exit = True
-            with anyio.CancelScope(shield=True), anyio.move_on_after(10):
-                if server.started:
-                    await server.shutdown(sockets=[sock])
-            sock.close()
             self._socket = None
+            self.server = None
 
     async def _drain(self, emit: Emit) -> None:
         store = self._store
         assert store is not None
         while True:
             self._wakeup.clear()
-            items = await store.inbox_pending(self._flow, self._last_id, self.config.batch_size)
+            skip = frozenset(self._in_flight)
+            items = await store.inbox_pending(self._flow, self.config.batch_size, skip)
             if not items:
                 return
-            self._last_id = items[-1].id
+            self._in_flight.update(item.id for item in items)
             await emit([self._envelope(item) for item in items])
 
     def _envelope(self, item: InboxItem) -> Envelope:
@@ -213,16 +208,16 @@ class WebhookSource:
         return envelope
 
     async def _receive(self, request: Request) -> Response:
-        limit = self.config.max_body_bytes
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            return problem(413, f"the body is larger than {limit} bytes")
-        chunks = bytearray()
-        async for chunk in request.stream():
-            chunks += chunk
-            if len(chunks) > limit:
-                return problem(413, f"the body is larger than {limit} bytes")
-        body = bytes(chunks)
+        incoming = {key.lower(): value for key, value in request.headers.items()}
+        correlation_id = correlation_id_from_headers(incoming)
+        try:
+            body = await self._read_checked(request)
+        except SignatureRejected as exc:
+            return problem(exc.status, exc.reason, correlation_id, close=True)
+        except BodyTooLarge as exc:
+            return problem(413, exc.reason, correlation_id, close=True)
+        except PayloadRejected as exc:
+            return problem(400, exc.reason, correlation_id, close=True)
         verifier, digest = self._verifier, None
         if verifier is not None and self.config.signature is not None:
             signature = self.config.signature
@@ -233,23 +228,36 @@ class WebhookSource:
                     body,
                 )
             except SignatureRejected as exc:
-                return problem(exc.status, exc.reason)
+                return problem(exc.status, exc.reason, correlation_id)
         accepted = False
         try:
-            response = await self._accept(request, body)
+            response = await self._accept(incoming, body, correlation_id)
             accepted = response.status_code == 202
             return response
         finally:
             if verifier is not None and digest is not None and not accepted:
                 verifier.forget(digest)  # not stored: the sender's retry is not a replay
 
-    async def _accept(self, request: Request, body: bytes) -> Response:
+    async def _read_checked(self, request: Request) -> bytes:
+        """The body, once what the headers tell was checked: its declared length and, when
+        signed requests are required, the signature headers' presence and freshness."""
+        limit = self.config.max_body_bytes
+        declared = declared_length(request.headers.get("content-length"))
+        if declared is not None and declared > limit:
+            raise BodyTooLarge(limit)
+        if self._verifier is not None and self.config.signature is not None:
+            signature = self.config.signature
+            self._verifier.check_headers(
+                request.headers.get(signature.header),
+                request.headers.get(signature.timestamp_header),
+            )
+        return await read_body(request.stream(), limit)
+
+    async def _accept(self, incoming: dict[str, str], body: bytes, correlation_id: str) -> Response:
         try:
             parse_body(body, self.config.format, self.config.max_depth)
         except PayloadRejected as exc:
-            return problem(400, exc.reason)
-        incoming = {key.lower(): value for key, value in request.headers.items()}
-        correlation_id = correlation_id_from_headers(incoming)
+            return problem(400, exc.reason, correlation_id)
         request_id = uuid7()
         dropped = _DROPPED_HEADERS
         if self.config.signature is not None:
@@ -263,7 +271,8 @@ class WebhookSource:
             inbox_id = await self._store.inbox_put(self._flow, body, headers, ref=request_id)
         except Exception as exc:  # any store failure: the caller must retry, nothing was kept
             log.error("webhook inbox write failed", flow=self._flow, error=type(exc).__name__)
-            return problem(503, "the message could not be stored; retry later", retry_after=1)
+            detail = "the message could not be stored; retry later"
+            return problem(503, detail, correlation_id, retry_after=1)
         self._wakeup.set()
         accepted = {
             "status": "accepted",
@@ -271,68 +280,42 @@ class WebhookSource:
             "correlation_id": correlation_id,
             "request_id": request_id,
         }
-        return JSONResponse(accepted, status_code=202)
+        ids = {"x-correlation-id": correlation_id, "x-request-id": request_id}
+        return JSONResponse(accepted, status_code=202, headers=ids)
 
 
-def bind_listener(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` (0: any free port) for uvicorn to serve on.
-
-    Created with ``IPPROTO_TCP`` so asyncio enables ``TCP_NODELAY`` on accepted connections
-    (without it, small responses wait ~40 ms for delayed ACKs).
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(128)
-    except OSError:
-        sock.close()
-        raise
-    return sock
+async def _routing_problem(request: Request, exc: Exception) -> Response:
+    """Another path (404) or method (405): a problem+json answer like every other refusal."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 400
+    incoming = {key.lower(): value for key, value in request.headers.items()}
+    response = problem(status, HTTPStatus(status).phrase, correlation_id_from_headers(incoming))
+    if isinstance(exc, HTTPException) and exc.headers:
+        response.headers.update(exc.headers)  # 405: Allow
+    return response
 
 
-def problem(status: int, detail: str, *, retry_after: int | None = None) -> Response:
-    """An RFC 9457 ``application/problem+json`` response."""
+def problem(
+    status: int,
+    detail: str,
+    correlation_id: str | None = None,
+    *,
+    retry_after: int | None = None,
+    close: bool = False,
+) -> Response:
+    """An RFC 9457 ``application/problem+json`` response, with the request's correlation id
+    in ``x-correlation-id``; ``close`` ends the connection (the body was not read)."""
     body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status}
     body["detail"] = detail
-    headers = {"retry-after": str(retry_after)} if retry_after is not None else None
+    headers: dict[str, str] = {}
+    if correlation_id is not None:
+        headers["x-correlation-id"] = correlation_id
+    if retry_after is not None:
+        headers["retry-after"] = str(retry_after)
+    if close:
+        headers["connection"] = "close"
     return Response(
         orjson.dumps(body), status, headers=headers, media_type="application/problem+json"
     )
-
-
-def parse_body(body: bytes, fmt: str, max_depth: int) -> Payload:
-    """Parse a webhook body; raises ``PayloadRejected`` when malformed or nested too deeply."""
-    if fmt == "json":
-        try:
-            value = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise PayloadRejected(f"invalid JSON: {exc}") from None
-        if nesting_depth(value, max_depth) > max_depth:
-            raise PayloadRejected(f"JSON nested deeper than {max_depth} levels")
-        return value
-    if fmt == "xml":
-        _check_xml(body, max_depth)
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PayloadRejected(f"the body is not valid UTF-8: {exc.reason}") from None
-
-
-def _check_xml(body: bytes, max_depth: int) -> None:
-    from lxml import etree
-
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
-    try:
-        root = etree.fromstring(body, parser)
-    except etree.XMLSyntaxError as exc:
-        raise PayloadRejected(f"invalid XML: {exc}") from None
-    depth = 0
-    for event, _ in etree.iterwalk(root, events=("start", "end")):
-        depth += 1 if event == "start" else -1
-        if depth > max_depth:
-            raise PayloadRejected(f"XML nested deeper than {max_depth} levels")
 
 
 SPEC = ComponentSpec(
@@ -346,12 +329,24 @@ SPEC = ComponentSpec(
         " written to the durable inbox in the state store before the caller gets"
         " `202 Accepted` with the inbox id and correlation id. Nothing is lost if the process"
         " dies right after answering: stored messages are processed on the next start.\n\n"
-        "Answers: 400 malformed or too deeply nested body, 401 missing or wrong signature or"
-        " a stale timestamp, 409 a replayed signature, 413 body too large, 503 the store could"
-        " not take the message (the caller should retry). Errors are RFC 9457 problem+json.\n\n"
+        "What the headers tell is checked before the body is read: a `Content-Length` over"
+        " `max_body_bytes` gets 413 and, with a `signature` block, a missing signature or a"
+        " missing, malformed or stale timestamp gets 401, each without reading the body. A"
+        " body without a declared length is read chunk by chunk and cut off at the limit.\n\n"
+        "Answers: 400 malformed, too deeply nested or (XML) DOCTYPE-carrying body or a"
+        " malformed `Content-Length`, 401 missing or wrong signature or a missing, malformed"
+        " or stale timestamp, 408 headers or body sent too slowly, 409 a replayed signature,"
+        " 413 body too large, 503 the store could not take the message or too many"
+        " connections (the caller should retry); a request to another path gets 404, another"
+        " method 405. Errors are RFC 9457 problem+json, and every answer carries"
+        " `x-correlation-id`.\n\n"
         'Signatures: `HMAC-SHA256(secret, "{timestamp}.{body}")` in the `x-signature` header'
-        " as `sha256=<hex>`, with the Unix time in `x-timestamp`. The correlation id comes from"
-        " the caller's `traceparent` or `x-correlation-id`."
+        " as `sha256=<hex>`, with the Unix time (ASCII digits) in `x-timestamp`. The"
+        " correlation id comes from the caller's `traceparent` or `x-correlation-id`.\n\n"
+        "Slow and idle clients: `server` caps open connections (`max_connections`, 256)"
+        " and gives each request `header_timeout` (10 s) for its headers and `body_timeout`"
+        " (30 s) for its body; an idle kept-alive connection is closed after `idle_timeout`"
+        " (5 s)."
     ),
     examples=[
         "http: {port: 8080, path: /hooks/orders}",
