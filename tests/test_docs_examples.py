@@ -23,7 +23,7 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +83,9 @@ def scaffold(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def project(scaffold: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh copy of the scaffolded project, as the working directory."""
+def project(scaffold: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh copy of the scaffolded project, as the working directory; the project's own
+    modules (python steps) are imported from this copy and forgotten afterwards."""
     root = tmp_path / "project"
     shutil.copytree(scaffold, root)
     shutil.copytree(FIXTURES, root, dirs_exist_ok=True)
@@ -93,7 +94,9 @@ def project(scaffold: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         monkeypatch.delenv(name)
     for name in [m for m in sys.modules if m == "hooks" or m.startswith("hooks.")]:
         monkeypatch.delitem(sys.modules, name)  # python steps import from this copy
-    return root
+    yield root
+    for name in [m for m in sys.modules if m == "hooks" or m.startswith("hooks.")]:
+        del sys.modules[name]  # imported from this copy, which is gone after the test
 
 
 def problems_of(error: ConfigError, block: CodeBlock, shift: int = 0) -> str:

@@ -17,10 +17,10 @@ from dovetail.config.loader import Project, load_flow, load_project
 from dovetail.config.model import Flow
 from dovetail.core.component import Sink, Source
 from dovetail.delivery.clock import Clock
-from dovetail.delivery.replay import ReplaySource, replayable
+from dovetail.delivery.replay import ReplaySource, replay_events, replayable
 from dovetail.runtime.pipeline import build_pipeline
 from dovetail.runtime.runner import FlowRunner, ProgressFn, RunSummary
-from dovetail.store.base import DeadLetter, DeadLetterQuery, Store
+from dovetail.store.base import BatchRecord, DeadLetter, DeadLetterQuery, Store
 from dovetail.store.factory import store_from_url
 
 
@@ -106,6 +106,7 @@ async def replay_async(
         if target is None:
             report.unknown_flows.append(name)
             continue
+        await store.settle_batch(BatchRecord(flow=name, journal=replay_events(chosen)))
         source = ReplaySource(chosen, batch_size=target.spec.runtime.batch_size)
         report.summaries.append(await run_flow_async(target, store=store, once=True, source=source))
     return report

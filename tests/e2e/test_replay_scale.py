@@ -117,7 +117,7 @@ def test_a_thousand_lookup_misses_replayed_twice_are_delivered_once(tmp_path: Pa
         open_letters = dead_letters(tmp_path, partner, "open")
         assert len(open_letters) == FAILING
         assert {letter["reason"] for letter in open_letters} == {
-            "lookup: key 'on_hold' not found in lookups/status.csv"
+            "lookup: field status: key not found in lookups/status.csv"
         }
 
         with (tmp_path / "lookups" / "status.csv").open("a") as table:

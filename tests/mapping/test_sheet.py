@@ -157,7 +157,8 @@ def test_jsonata_runtime_error_becomes_a_field_failure(project):
     mapping = compile_text(project, HEADER + "n,a + 1,,,\n")
     with pytest.raises(MappingFailed) as caught:
         mapping({"a": "x"})
-    assert caught.value.reason.startswith("field n: JSONata 'a + 1' failed: ")
+    assert caught.value.reason == "field n: not a number (source a + 1)"
+    assert caught.value.detail is not None and "JSONata 'a + 1' failed" in caught.value.detail
 
 
 def test_concat_applies_earlier_transforms_to_each_part(project):

@@ -45,14 +45,18 @@ def test_column_whole_row_key_column_and_numeric_keys(table, step_of, run):
     assert run(by_erp, [{"e": "PAID"}]).payloads == [{"e": "PAID", "code": "P"}]
 
 
-def test_missing_key_is_dead_lettered_by_default_with_the_key_in_the_reason(table, step_of, run):
+def test_missing_key_is_dead_lettered_by_default_with_the_field_but_not_the_key_in_the_reason(
+    table, step_of, run
+):
     step = step_of("lookup: {table: lookups/status.csv, key: status, into: erp_status}")
     result = run(step, [{"status": "X"}, {"other": 1}, {"status": {"nested": 1}}])
     assert result.reasons == [
-        "lookup: key 'X' not found in lookups/status.csv",
-        "lookup: no key value at 'status' for lookups/status.csv",
-        "lookup: no key value at 'status' for lookups/status.csv",
+        "lookup: field status: key not found in lookups/status.csv",
+        "lookup: field status: no key value for lookups/status.csv",
+        "lookup: field status: no key value for lookups/status.csv",
     ]
+    assert result.outcome.failed[0].failure is not None
+    assert result.outcome.failed[0].failure.detail == "key 'X' not found in lookups/status.csv"
     assert {e.failure.error_class for e in result.outcome.failed} == {"LookupMissing"}
     assert all(e.failure.permanent for e in result.outcome.failed)
 
@@ -123,7 +127,7 @@ def test_duplicate_key_in_the_table_is_a_lint_error_with_its_line(write, tmp_pat
 def test_a_fixed_table_is_picked_up_by_the_next_flow_start(table, write, step_of, run):
     snippet = "lookup: {table: lookups/status.csv, key: status, into: erp}"
     first = run(step_of(snippet), [{"status": "S"}])
-    assert first.reasons == ["lookup: key 'S' not found in lookups/status.csv"]
+    assert first.reasons == ["lookup: field status: key not found in lookups/status.csv"]
     write("lookups/status.csv", STATUS + "S,SHIPPED,Shipped\n")
     again = run(step_of(snippet), [{"status": "S"}])
     assert again.payloads == [{"status": "S", "erp": "SHIPPED"}]
@@ -167,7 +171,7 @@ def test_any_key_in_the_table_is_found_and_any_other_follows_on_missing(
         if key in table:
             assert next(outputs) == {"k": key, "v": table[key]}
         elif on_missing == "dead_letter":
-            assert next(reasons) == f"lookup: key {key!r} not found in lookups/codes.csv"
+            assert next(reasons) == "lookup: field k: key not found in lookups/codes.csv"
         elif on_missing == "keep":
             assert next(outputs) == {"k": key}
         else:

@@ -57,7 +57,9 @@ def test_violation_is_dead_lettered_with_json_pointer_and_masked_value(schemas, 
     secret = "very.long.address@example.com"
     result = run(step, [{"order_id": "A1", "customer": {"email": secret}}])
     (failed,) = result.outcome.failed
-    assert failed.failure.reason.startswith("schema violation at /customer/email: value is longer")
+    assert failed.failure.reason.startswith(
+        "validate: schema violation at /customer/email: value is longer"
+    )
     assert failed.failure.error_class == "ValidationFailed"
     assert failed.failure.permanent is True
     assert failed.failure.step == "validate"
@@ -71,6 +73,7 @@ def test_reason_lists_the_first_violations_and_says_there_are_more(write, step_o
     step = step_of("validate: {schema: schemas/ints.schema.json, max_errors: 2}")
     result = run(step, [dict.fromkeys("abcde", "x")])
     (reason,) = result.reasons
+    assert reason.startswith("validate: schema violation at /")
     assert reason.count("schema violation at /") == 2
     assert reason.endswith("(and more)")
     assert '"x"' not in reason
@@ -80,15 +83,17 @@ def test_missing_required_field_and_root_pointer(schemas, step_of, run):
     step = step_of("validate: {schema: schemas/order.schema.json}")
     result = run(step, [{"customer": {}}, [1, 2]])
     assert result.reasons == [
-        'schema violation at /: "order_id" is a required property',
-        'schema violation at /: value is not of type "object"',
+        'validate: schema violation at /: "order_id" is a required property',
+        'validate: schema violation at /: value is not of type "object"',
     ]
 
 
 def test_ref_to_sibling_file_is_followed(schemas, step_of, run):
     step = step_of("validate: {schema: schemas/order.schema.json}")
     result = run(step, [{"order_id": "A1", "customer": {}, "total": -1}])
-    assert result.reasons == ["schema violation at /total: value is less than the minimum of 0"]
+    assert result.reasons == [
+        "validate: schema violation at /total: value is less than the minimum of 0"
+    ]
 
 
 def test_ref_to_the_network_is_refused_at_lint(write, tmp_path):
@@ -134,8 +139,10 @@ def test_xsd_violation_reason_has_path_and_no_value(schemas, step_of, run):
     step = step_of("validate: {schema: schemas/order.xsd}")
     result = run(step, [b"<order><id>secret9</id><total>lots</total></order>"])
     (reason,) = result.reasons
-    assert reason.startswith("schema violation at /order/id: [facet 'pattern'] The value is not")
-    assert "schema violation at /order/total: value is not a valid value" in reason
+    assert reason.startswith(
+        "validate: schema violation at /order/id: [facet 'pattern'] The value is not"
+    )
+    assert "; schema violation at /order/total: value is not a valid value" in reason
     assert "secret9" not in reason
     assert "lots" not in reason
     assert result.outcome.failed[0].failure.error_class == "ValidationFailed"
@@ -147,7 +154,7 @@ def test_xsd_against_parsed_object_is_a_clear_permanent_failure(schemas, step_of
     (failed,) = result.outcome.failed
     assert failed.failure.permanent
     assert failed.failure.reason == (
-        "schema order.xsd is an XSD, which checks XML text, but the payload is an object"
+        "validate: schema order.xsd is an XSD, which checks XML text, but the payload is an object"
         " (parsed data); validate before converting XML, or use a JSON Schema"
     )
 
@@ -157,7 +164,9 @@ def test_malformed_xml_is_rejected(schemas, step_of, run):
     result = run(step, [b"<order><id>ABC</order>"])
     (failed,) = result.outcome.failed
     assert failed.failure.error_class == "PayloadRejected"
-    assert failed.failure.reason.startswith("payload is not well-formed XML: ")
+    assert failed.failure.reason == "validate: payload is not well-formed XML"
+    assert failed.failure.detail is not None
+    assert failed.failure.detail.startswith("not well-formed XML: ")
 
 
 def test_xml_external_entities_are_not_resolved(tmp_path, write, step_of, run):

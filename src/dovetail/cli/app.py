@@ -56,7 +56,9 @@ class DovetailGroup(LazyGroup):
             "dovetail.cli.commands.trace",
             "trace",
             "The journey of a message: received, each step and sink, retries, delivery or dead"
-            " letter, with the latency of each event; across flows sharing its correlation id.",
+            " letter, replays, with the latency of each event; across flows sharing its"
+            " correlation id. Find it by message id, correlation id or a business key"
+            " (ORD-00257).",
         ),
         LazyCommand(
             "kpi",
@@ -315,7 +317,7 @@ def dlq_list(
         return
     table(
         None,
-        ["id", "flow", "step", "reason", "attempt", "source", "last failed", "status"],
+        ["id", "flow", "step", "reason", "attempt", "repeats", "source", "last failed", "status"],
         [
             [
                 v["id"],
@@ -323,6 +325,7 @@ def dlq_list(
                 v["step"],
                 v["reason"],
                 v["attempt"],
+                v["repeats"],
                 v["source_position"],
                 v["last_failed_at"],
                 v["status"],
@@ -362,8 +365,10 @@ def dlq_show(
     print_json(view["payload"])
     console.print("[bold]history[/]:")
     for entry in view["history"]:
+        repeat = f" (repeat, message {entry.get('message_id')})" if entry.get("repeat") else ""
         console.print(
             f"  attempt {entry.get('attempt')} at {entry.get('step')}: {entry.get('reason')}"
+            + repeat
         )
 
 

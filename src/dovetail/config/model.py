@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -19,6 +19,10 @@ from dovetail.plugins.spec import ComponentSpec, Kind
 FLOW_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 """Safe in paths and URLs; the kebab-case convention is the ``kebab-case-name`` lint rule."""
 SEMVER = r"^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$"
+TraceKeyPath = Annotated[
+    str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$", max_length=200)
+]
+"""A dotted path of plain field names in a message (``customer.id``)."""
 Detector = Literal["email", "card", "iban", "bearer", "jwt", "secret_keys"]
 """A built-in detector of sensitive values (``observability.detect``)."""
 
@@ -134,6 +138,21 @@ class ObservabilitySpec(Section):
     masked input message to the line of each dead-lettered message."""
     tracing: TracingSettings | None = None
     """Tracing of this flow, replacing the project's ``observability.tracing``."""
+    trace_keys: list[TraceKeyPath] = Field(default_factory=list, max_length=10)
+    """Dotted paths of business keys in the input message (e.g. ``order_id``,
+    ``customer.id``): each message's values are recorded with its journal, so
+    ``dovetail trace ORD-00257`` finds it. The idempotency key is always recorded; a masked
+    path cannot be a trace key."""
+
+    @model_validator(mode="after")
+    def _trace_keys_are_not_masked(self) -> ObservabilitySpec:
+        masked = [path for path in self.trace_keys if path in self.mask]
+        if masked:
+            raise ValueError(
+                f"trace_keys: {', '.join(masked)} is masked (observability.mask); a masked"
+                " value is never stored as a trace key"
+            )
+        return self
 
 
 class RuntimeSpec(Section):

@@ -7,7 +7,11 @@ from collections.abc import Sequence
 from dovetail.core.component import StepOutcome
 from dovetail.core.envelope import Envelope, Failure
 from dovetail.errors import MessageError, PermanentError, TransientError
+from dovetail.mapping.failures import error_kind
 from dovetail.observability.redaction import redact
+
+_NOT_STEPS = frozenset({"source", "delivery"})
+"""Failure places that are not steps: their reasons are not prefixed with a step name."""
 
 
 def mark_failed(envelope: Envelope, step: str, error: BaseException) -> None:
@@ -16,11 +20,18 @@ def mark_failed(envelope: Envelope, step: str, error: BaseException) -> None:
     Registered secrets are redacted from the reason and detail here, in every encoded form,
     so no stored dead letter, parked entry, history or journal detail holds one (a partner
     may echo a credential in the answer a reason quotes).
+
+    The reason is ``MessageError.reason`` (short, no payload values). Any other exception's
+    text may quote the payload, so its reason is only the kind of error (``invalid value``)
+    and its class and text go to ``detail`` (shown masked by ``dovetail dlq show``). A step's
+    reasons start with the step's name (``map: field order_date: invalid date``).
     """
     if isinstance(error, MessageError):
         reason, detail = error.reason, error.detail
     else:
-        reason, detail = f"{type(error).__name__}: {error}", None
+        reason, detail = error_kind(error), f"{type(error).__name__}: {error}"
+    if ":" not in step and step not in _NOT_STEPS and not reason.startswith(f"{step}:"):
+        reason = f"{step}: {reason}"
     envelope.failure = Failure(
         step=step,
         reason=redact(reason),

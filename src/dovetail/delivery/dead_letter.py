@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dovetail.core.envelope import Envelope
+from dovetail.delivery.parking import IDEMPOTENCY_HEADER
 from dovetail.observability.masking import DEFAULT_POLICY, MaskPolicy
 from dovetail.store.base import DeadLetter
 from dovetail.store.codec import storable_text
@@ -19,7 +20,8 @@ def dead_letter_from(
     partner's answer), so they are masked with the flow's ``policy`` before they are stored,
     and characters no store keeps (NUL, lone surrogates) become U+FFFD.
     A replayed message keeps its DLQ id and is updated in place, with the new failure
-    appended to its history.
+    appended to its history. The idempotency key is kept in its own column: a later message
+    with the same key failing the same way is recorded as a repeat of the open entry.
     """
     failure = envelope.failure
     if failure is None:
@@ -41,4 +43,5 @@ def dead_letter_from(
         detail=None
         if failure.detail is None
         else storable_text(policy.text(failure.detail, payload=payload)),
+        idempotency_key=envelope.headers.get(IDEMPOTENCY_HEADER),
     )

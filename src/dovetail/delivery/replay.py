@@ -11,11 +11,12 @@ stop a second delivery of anything already delivered.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from dovetail.core.ack import Settlement
 from dovetail.core.component import Emit
 from dovetail.core.envelope import Envelope, SourcePosition
-from dovetail.store.base import DeadLetter
+from dovetail.store.base import DeadLetter, JournalEvent
 
 
 def envelope_from(letter: DeadLetter) -> Envelope:
@@ -52,6 +53,24 @@ class ReplaySource:
 
     async def close(self) -> None:
         return None
+
+
+def replay_events(letters: Sequence[DeadLetter]) -> list[JournalEvent]:
+    """The ``replayed`` journal event of each letter, written as its replay starts: the
+    journey shows the dead letter, the replay, then what the replay did."""
+    now = datetime.now(UTC)
+    return [
+        JournalEvent(
+            message_id=letter.message_id,
+            correlation_id=letter.correlation_id,
+            flow=letter.flow,
+            event="replayed",
+            step="dlq",
+            detail={"replay_of": letter.id},
+            at=now,
+        )
+        for letter in letters
+    ]
 
 
 def replayable(letter: DeadLetter) -> bool:

@@ -8,6 +8,10 @@ Every evaluation is bounded (``EvaluationLimits``): a wall-clock time limit, a l
 depth of nested evaluation (runaway recursion) and on the size of ranges (``[1..100000000]``);
 a breach fails the message with ``MappingFailed`` instead of hanging the flow. ``$eval`` is
 refused at compile time, because it would evaluate text taken from message data.
+
+A failed evaluation raises ``MappingFailed`` whose reason names the field being computed and
+the kind of error (``field order_date: invalid date``), never the expression or a value; the
+full error text is its ``detail`` (``failures.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 import jsonata
 
 from dovetail.errors import MappingFailed
+from dovetail.mapping.failures import describe, error_kind, field_at
 from dovetail.safety.limits import (
     DEFAULT_EXPRESSION_DEPTH,
     DEFAULT_EXPRESSION_RANGE,
@@ -50,22 +55,26 @@ _CHECK_CLOCK_EVERY = 64
 class _Guard:
     """The entry/exit callbacks of one evaluation: counts depth, watches time and ranges."""
 
-    __slots__ = ("calls", "deadline", "depth", "limits", "source")
+    __slots__ = ("calls", "deadline", "depth", "limits", "position", "source")
 
     def __init__(self, source: str, limits: EvaluationLimits) -> None:
         self.source = source
         self.limits = limits
         self.depth = 0
         self.calls = 0
+        self.position = 0
+        """Where in the source the last node entered ends: where a failure happened."""
         self.deadline = None if limits.seconds is None else time.monotonic() + limits.seconds
 
     def enter(self, expr: Any, data: Any, env: Any) -> None:
+        position = expr.position
+        if position:
+            self.position = position
         if not env.is_parallel_call:
             self.depth += 1
             if self.limits.depth is not None and self.depth > self.limits.depth:
                 raise MappingFailed(
-                    f"JSONata {self.source!r} nests deeper than {self.limits.depth} levels"
-                    " (runaway recursion?)"
+                    f"nests deeper than {self.limits.depth} levels (runaway recursion?)"
                 )
         self.calls += 1
         if self.deadline is not None and self.calls % _CHECK_CLOCK_EVERY == 0:
@@ -80,15 +89,12 @@ class _Guard:
             size = result.b - result.a if hasattr(result, "b") else len(result)
             if size > limit:
                 raise MappingFailed(
-                    f"JSONata {self.source!r} builds a range of {size} items, more than the"
-                    f" limit of {limit}"
+                    f"builds a range of {size} items, more than the limit of {limit}"
                 )
 
     def check_time(self) -> None:
         if self.deadline is not None and time.monotonic() > self.deadline:
-            raise MappingFailed(
-                f"JSONata {self.source!r} ran longer than {self.limits.seconds:g}s; stopped"
-            )
+            raise MappingFailed(f"ran longer than {self.limits.seconds:g}s; stopped")
 
 
 def _uses_eval(node: Any, seen: set[int] | None = None) -> bool:
@@ -151,7 +157,8 @@ class Expression:
     def evaluate(self, data: Any, bindings: dict[str, Any] | None = None) -> Any:
         """Evaluate on ``data`` within ``limits``.
 
-        Raises ``MappingFailed`` on a runtime error or when a limit is exceeded.
+        Raises ``MappingFailed`` on a runtime error or when a limit is exceeded: its reason
+        names the field and the kind of error, its detail holds the expression and the error.
         """
         if self._path is not None and bindings is None:
             return _walk(data, self._path)
@@ -163,14 +170,23 @@ class Expression:
         env.set_evaluate_exit_callback(guard.leave)
         try:
             result = self._compiled.evaluate(data, env)
-        except MappingFailed:
-            raise
-        except RecursionError:
-            raise MappingFailed(f"JSONata {self.source!r} recursed too deeply") from None
+            guard.check_time()
+        except MappingFailed as exc:
+            raise self._failed(exc.reason, exc, guard.position) from None
+        except RecursionError as exc:
+            raise self._failed("recursed too deeply", exc, guard.position) from None
         except Exception as exc:
-            raise MappingFailed(f"JSONata {self.source!r} failed: {exc}") from None
-        guard.check_time()
+            location = getattr(exc, "location", None)
+            if not isinstance(location, int) or location <= 0:
+                location = guard.position
+            raise self._failed(error_kind(exc), exc, location) from None
         return result
+
+    def _failed(self, kind: str, error: BaseException, position: int) -> MappingFailed:
+        return MappingFailed(
+            describe(field_at(self.source, position), kind),
+            detail=f"JSONata {self.source!r} failed: {error}",
+        )
 
     def __repr__(self) -> str:
         return f"Expression({self.source!r})"

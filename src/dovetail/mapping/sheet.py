@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from dovetail.errors import MappingFailed, Problem
+from dovetail.mapping.failures import error_kind
 from dovetail.mapping.jsonata import JsonataSyntaxError, compile_expression
 from dovetail.mapping.lookup_table import LookupTable, load_table
 from dovetail.mapping.sheet_loader import COLUMNS, MappingSheet, SheetError, SheetRow, load_sheet
@@ -316,8 +317,15 @@ def _source_label(row: SheetRow) -> str:
 
 
 def _field_failed(row: SheetRow, exc: Exception) -> MappingFailed:
-    reason = exc.reason if isinstance(exc, MappingFailed) else str(exc)
-    return MappingFailed(f"field {row.target}: {reason} ({_source_label(row)})")
+    """The failure of one target field: the field, the kind of error, never the value (a
+    transform's own message is value-free; any other error's text goes to the detail)."""
+    if isinstance(exc, MappingFailed):
+        reason, detail = exc.reason, exc.detail
+    elif isinstance(exc, TransformFailed):
+        reason, detail = str(exc), None
+    else:
+        reason, detail = error_kind(exc), f"{type(exc).__name__}: {exc}"
+    return MappingFailed(f"field {row.target}: {reason} ({_source_label(row)})", detail=detail)
 
 
 def _required_empty(row: SheetRow) -> MappingFailed:

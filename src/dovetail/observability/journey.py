@@ -4,8 +4,9 @@ A message is *received* when its id is made: the id is a UUIDv7 whose first 48 b
 creation time in Unix milliseconds, so no event is stored for it. Each journal event then
 says what happened at a step or sink: ``filtered``, ``parked`` (a failed attempt, re-sent
 later), ``delivered`` (with its attempt), ``duplicate_skipped`` (the idempotency key was
-delivered before) or ``dead_lettered`` (with the reason). Latency is an event's time minus the
-creation time. Payloads are never part of a journey.
+delivered before) or ``dead_lettered`` (with the reason); ``replayed`` marks the moment
+``dovetail replay`` re-drove the message from its dead letter. Latency is an event's time minus
+the creation time. Payloads are never part of a journey.
 """
 
 from __future__ import annotations
@@ -44,6 +45,12 @@ class Stop:
     reason: str | None = None
     next_attempt_at: str | None = None
     position: str | None = None
+    replay_of: int | None = None
+    """The dead-letter id a replay re-drove (on the ``replayed`` stop and the replay's events)."""
+    dead_letter: int | None = None
+    """On ``dead_lettered``: the DLQ entry the failure was recorded in (``dovetail dlq show``)."""
+    repeat: bool = False
+    """On ``dead_lettered``: the failure repeated an open entry (same key, step and reason)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -55,6 +62,9 @@ class Stop:
             "reason": self.reason,
             "next_attempt_at": self.next_attempt_at,
             "position": self.position,
+            "replay_of": self.replay_of,
+            "dead_letter": self.dead_letter,
+            "repeat": self.repeat,
         }
 
 
@@ -71,11 +81,19 @@ class Journey:
     @property
     def outcome(self) -> str:
         """``dead_lettered``, ``parked`` (a retry is pending), ``delivered``, ``filtered`` or
-        ``duplicate_skipped``: the latest state at each sink, the worst of them winning."""
+        ``duplicate_skipped``: the latest state at each sink, the worst of them winning.
+
+        A replay supersedes the dead letters before it: after ``replayed`` (or any later
+        settlement of a message dead-lettered at a step) only what happened next counts."""
         latest: dict[str, str] = {}
         for stop in self.stops:
+            if stop.event == "replayed":
+                latest = {k: v for k, v in latest.items() if v != "dead_lettered"}
+                continue
             if stop.event not in _FINAL:
                 continue
+            if latest.get("*") == "dead_lettered":
+                del latest["*"]  # settled again after a dead letter at a step: re-driven
             if stop.step is not None and stop.step.startswith("sink:"):
                 latest[stop.step] = stop.event
             elif stop.event == "dead_lettered":
@@ -153,6 +171,9 @@ def journeys_of(events: list[JournalEvent]) -> list[Journey]:
                 reason=_text(detail.get("reason")),
                 next_attempt_at=_text(detail.get("next_attempt_at")),
                 position=_text(detail.get("position")),
+                replay_of=_attempt(detail.get("replay_of")),
+                dead_letter=_attempt(detail.get("dead_letter")),
+                repeat=detail.get("repeat") is True,
             )
         )
     far_future = datetime.max.replace(tzinfo=UTC)

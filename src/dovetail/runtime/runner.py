@@ -42,7 +42,7 @@ from dovetail.delivery.sink_delivery import IDEMPOTENCY_HEADER, DeliveryResult
 from dovetail.errors import PermanentError
 from dovetail.observability.events import FlowObserver, group, installed_for
 from dovetail.observability.masking import MaskPolicy, use_policy
-from dovetail.runtime.keys import assign_lanes, stamp_idempotency_key
+from dovetail.runtime.keys import TraceKeyReader, assign_lanes, stamp_idempotency_key
 from dovetail.runtime.pipeline import Pipeline
 from dovetail.runtime.settlement import SettlementWriter
 from dovetail.runtime.summary import FlowHalted, ProgressFn, RunSummary, first_error
@@ -87,6 +87,7 @@ class FlowRunner:
             if self.store is None
             else SettlementWriter(self.store, self.flow.name, clock=pipeline.clock)
         )
+        self._trace_keys = TraceKeyReader(self.flow.spec.observability.trace_keys)
 
     def stop(self) -> None:
         """Stop reading; batches already read are finished, settled and committed (drain).
@@ -218,6 +219,7 @@ class FlowRunner:
                 live.append(envelope)
             else:
                 dead.append(envelope)
+        record.trace_keys = self._trace_keys.keys_of(batch)
 
         claimed = await self._claim_keys(live)
         try:

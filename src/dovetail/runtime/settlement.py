@@ -169,6 +169,8 @@ def split_by_message(record: BatchRecord) -> list[BatchRecord]:
         part(parked.message_id).parked.append(parked)
     for event in record.journal:
         part(event.message_id).journal.append(event)
+    for trace_key in record.trace_keys:
+        part(trace_key.message_id).trace_keys.append(trace_key)
     marks = BatchRecord(flow=record.flow, replayed=record.replayed, unparked=record.unparked)
     return [marks, *parts.values()]
 
@@ -196,6 +198,7 @@ def safe_record(part: BatchRecord, error: str) -> BatchRecord:
         journal=journal,
         replayed=list(part.replayed),
         unparked=unparked,
+        trace_keys=[k for k in part.trace_keys if storable_text(k.key) == k.key],
     )
 
 

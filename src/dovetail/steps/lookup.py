@@ -133,8 +133,11 @@ class LookupStep(MessageStep):
         if config.on_missing == "default":
             return _write(payload, self._into, config.default)
         if key is None or isinstance(raw, dict | list):
-            raise LookupMissing(f"lookup: no key value at {config.key!r} for {config.table}")
-        raise LookupMissing(f"lookup: key {key!r} not found in {config.table}")
+            raise LookupMissing(f"lookup: field {config.key}: no key value for {config.table}")
+        raise LookupMissing(
+            f"lookup: field {config.key}: key not found in {config.table}",
+            detail=f"key {key!r} not found in {config.table}",
+        )
 
 
 def _write(payload: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from dovetail.config.fields import project_dir_of
 from dovetail.core.component import BuildContext, StepOutcome
 from dovetail.core.envelope import Envelope
 from dovetail.core.steps import DROP, mark_failed
-from dovetail.errors import ConfigError, Problem
+from dovetail.errors import ConfigError, MessageError, Problem
 from dovetail.plugins.spec import ComponentConfig, ComponentSpec
 from dovetail.safety.paths import is_inside
 
@@ -126,8 +126,11 @@ class PythonStep:
     The return value is the new payload; ``None`` filters the message out; a list makes
     one message per element (split semantics: the source message is acked when all have
     settled; an empty list filters it out). An exception fails the message with the
-    exception's class and message as reason and dead-letters it (step failures are not
-    retried; replay re-drives them once the cause is fixed).
+    reason ``python: <ExceptionClass> in <module:function>`` and dead-letters it, its message
+    kept as the failure's detail (shown masked by ``dovetail dlq show``): messages often quote
+    the payload. A ``PermanentError``/``TransientError`` raised on purpose keeps its reason
+    (``python: <reason>``, at most 300 characters). Step failures are not retried; replay
+    re-drives them once the cause is fixed.
     """
 
     name = "python"
@@ -159,10 +162,18 @@ class PythonStep:
                     result = user.func(envelope.payload)
                 if inspect.isawaitable(result):
                     result = await result
-            except Exception as exc:  # user code: any failure is this message's failure
+            except MessageError as exc:  # raised on purpose: its reason is the user's
                 mark_failed(envelope, self.name, exc)
                 if envelope.failure is not None and len(envelope.failure.reason) > MAX_REASON:
                     envelope.failure.reason = envelope.failure.reason[: MAX_REASON - 1] + "…"
+                outcome.failed.append(envelope)
+                continue
+            except Exception as exc:  # user code: any failure is this message's failure
+                mark_failed(envelope, self.name, exc)
+                if envelope.failure is not None:
+                    envelope.failure.reason = f"python: {type(exc).__name__} in {self._reference}"[
+                        :MAX_REASON
+                    ]
                 outcome.failed.append(envelope)
                 continue
             if result is None or result is DROP:
@@ -194,9 +205,12 @@ SPEC = ComponentSpec(
         " `None` to filter the message out, or a list to emit one message per element (to"
         " emit a single array payload, return it inside a list: `[[...]]`). `async def`"
         " functions are awaited; keep blocking work out of plain functions. An exception"
-        " dead-letters the message with the exception's class and message as reason (so keep"
-        " payload values out of messages). Step failures are not retried in place: fix the"
-        " cause and `dovetail replay` the dead letters."
+        " dead-letters the message with the reason `python: <ExceptionClass> in"
+        " <module:function>`; the exception's message is kept as the dead letter's detail,"
+        " shown masked by `dovetail dlq show` only. A `PermanentError` or `TransientError`"
+        " raised on purpose keeps its own reason (write it without payload values). Step"
+        " failures are not retried in place: fix the cause and `dovetail replay` the dead"
+        " letters."
     ),
     examples=[
         "python: hooks.orders:enrich",

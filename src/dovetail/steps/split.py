@@ -11,8 +11,8 @@ from dovetail.config.fields import JsonataExpr
 from dovetail.core.component import StepOutcome
 from dovetail.core.envelope import Envelope
 from dovetail.core.steps import mark_failed
-from dovetail.errors import PermanentError
-from dovetail.mapping.jsonata import compile_expression
+from dovetail.errors import MappingFailed, PermanentError
+from dovetail.mapping.jsonata import Expression, compile_expression
 from dovetail.plugins.spec import ComponentConfig, ComponentSpec
 
 
@@ -58,10 +58,11 @@ class SplitStep:
                     f"split: include needs object elements, but element {index} of"
                     f" {self._source!r} is {_kind(item)}"
                 )
-        extra = {key: expression.evaluate(payload) for key, expression in self._include}
+        extra = {key: _included(key, expression, payload) for key, expression in self._include}
         return [{**item, **extra} for item in items]
 
     async def process(self, batch: Sequence[Envelope]) -> StepOutcome:
+        """Replace each message by its children (acked when all of them settle)."""
         outcome = StepOutcome()
         for envelope in batch:
             try:
@@ -76,6 +77,14 @@ class SplitStep:
             outcome.passed.extend(envelope.derive(child) for child in children)
             await envelope.settlement.settle()
         return outcome
+
+
+def _included(key: str, expression: Expression, payload: Any) -> Any:
+    """The value of one ``include`` field; its failure names the field."""
+    try:
+        return expression.evaluate(payload)
+    except MappingFailed as exc:
+        raise MappingFailed(f"include field {key}: {exc.reason}", detail=exc.detail) from None
 
 
 def _kind(value: Any) -> str:

@@ -83,13 +83,34 @@ def _json_schema_check(path: Path, project_dir: Path, max_errors: int) -> Check:
             return
         errors = list(islice(validator.iter_errors(payload), max_errors + 1))
         shown = [
-            f"schema violation at {_pointer(error.instance_path)}: {error.message}"
+            f"schema violation at {_pointer(error.instance_path)}: {_json_message(error)}"
             for error in errors[:max_errors]
         ]
         more = " (and more)" if len(errors) > max_errors else ""
         raise ValidationFailed("; ".join(shown) + more)
 
     return check
+
+
+_NAMES_FROM_PAYLOAD = {
+    "AdditionalProperties": "properties not declared in the schema are not allowed",
+    "UnevaluatedProperties": "properties not declared in the schema are not allowed",
+    "PropertyNames": "a property name breaks the schema's propertyNames rule",
+}
+"""Violations whose message quotes the payload's own property names (``mask`` hides only
+values): their reason says what is wrong without the names."""
+
+
+def _json_message(error: Any) -> str:
+    return str(_NAMES_FROM_PAYLOAD.get(type(error.kind).__name__, error.message))
+
+
+def _not_well_formed(error: Exception) -> str:
+    """The reason for an XML parse error; the parser's message quotes the payload."""
+    text = str(error).lower()
+    if "amplification" in text or "entity reference loop" in text:
+        return "payload is not well-formed XML: entity amplification refused"
+    return "payload is not well-formed XML"
 
 
 def _pointer(parts: list[str | int]) -> str:
@@ -142,7 +163,9 @@ def _xsd_check(path: Path, project_dir: Path, max_errors: int) -> Check:
         try:
             document = etree.fromstring(data, parser)
         except etree.XMLSyntaxError as exc:
-            raise PayloadRejected(f"payload is not well-formed XML: {exc}") from None
+            raise PayloadRejected(
+                _not_well_formed(exc), detail=f"not well-formed XML: {exc}"
+            ) from None
         entity = next(document.iter(etree.Entity), None)
         if entity is not None:
             raise PayloadRejected(
@@ -153,7 +176,9 @@ def _xsd_check(path: Path, project_dir: Path, max_errors: int) -> Check:
             if schema.validate(document):
                 return
         except etree.XMLSchemaValidateError as exc:
-            raise PayloadRejected(f"XML cannot be validated: {exc}") from None
+            raise PayloadRejected(
+                "XML cannot be validated", detail=f"XML cannot be validated: {exc}"
+            ) from None
         errors = list(cast(Iterable[Any], schema.error_log))  # the lxml stubs lack __iter__
         shown = [
             f"schema violation at {error.path or '/'}: {_mask_xsd_message(error.message)}"

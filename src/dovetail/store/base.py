@@ -46,6 +46,19 @@ class DeadLetter:
     first_failed_at: datetime | None = None
     last_failed_at: datetime | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    idempotency_key: str | None = None
+    repeats: int = 0
+    """Later messages with the same idempotency key that failed at the same step for the same
+    reason while this entry was open, recorded here instead of as entries of their own."""
+
+
+@dataclass(slots=True)
+class TraceKey:
+    """A business key of a message (its idempotency key, a ``trace_keys`` value) by which
+    ``dovetail trace`` finds it."""
+
+    key: str
+    message_id: str
 
 
 @dataclass(slots=True)
@@ -120,6 +133,8 @@ class BatchRecord:
     """Messages to park (``id`` None) or to park again (``id`` set: next attempt updated)."""
     unparked: list[int] = field(default_factory=list)
     """Parked entries resolved in this batch (delivered, duplicate or dead-lettered): removed."""
+    trace_keys: list[TraceKey] = field(default_factory=list)
+    """Business keys of the batch's messages; a key already recorded for a message is kept."""
 
 
 @dataclass(slots=True)
@@ -206,7 +221,14 @@ class Store(Protocol):
         ...
 
     async def settle_batch(self, record: BatchRecord) -> list[int]:
-        """Write a batch's settlements in one transaction; returns the new dead-letter ids."""
+        """Write a batch's settlements in one transaction; returns the dead-letter id of each
+        of ``record.dead_letters``: new letters first, then replays that failed again.
+
+        A new dead letter whose idempotency key has an open entry of the same flow, step and
+        reason (in the store or earlier in the batch) is a repeat: that entry's ``repeats``
+        grows by one, its ``last_failed_at`` moves to now and its history gains the failure,
+        and its id is returned for the letter.
+        """
         ...
 
     async def delivered_keys(self, flow: str, sink: str, keys: list[str]) -> set[str]:
@@ -218,6 +240,11 @@ class Store(Protocol):
     async def set_dead_letter_status(self, ids: list[int], status: str) -> int: ...
 
     async def journal_for(self, message_or_correlation_id: str) -> list[JournalEvent]: ...
+
+    async def messages_with_key(self, key: str, limit: int) -> list[str]:
+        """Ids of the messages recorded with business key ``key`` (``TraceKey``), oldest
+        first, at most ``limit``."""
+        ...
 
     async def kpi_rows(self, flow: str | None, since: datetime, until: datetime) -> list[KpiRow]:
         """Per-flow KPI aggregates for ``since <= at < until`` (of one flow or all), computed

@@ -5,6 +5,8 @@ Times are stored as UTC epoch seconds (floats): portable, sortable and cheap to 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
@@ -57,6 +59,9 @@ dead_letters = sa.Table(
     sa.Column("first_failed_at", sa.Float, nullable=False),
     sa.Column("last_failed_at", sa.Float, nullable=False),
     sa.Column("history", sa.Text, nullable=False),
+    sa.Column("idempotency_key", sa.String(500), nullable=True),
+    sa.Column("repeats", sa.Integer, nullable=False, server_default="0"),
+    sa.Index("ix_dovetail_dead_letters_key", "flow", "idempotency_key"),
 )
 
 deliveries = sa.Table(
@@ -111,12 +116,54 @@ parked = sa.Table(
     sa.Index("ix_dovetail_parked_idempotency", "flow", "sink", "idempotency_key"),
 )
 
-MIGRATIONS: list[tuple[int, list[sa.Table]]] = [
+trace_keys = sa.Table(
+    "dovetail_trace_keys",
+    metadata,
+    sa.Column("key", sa.String(500), primary_key=True),
+    sa.Column("flow", sa.String(200), primary_key=True),
+    sa.Column("message_id", sa.String(64), primary_key=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sqlite_with_rowid=False,
+)
+"""Business keys of messages (idempotency key, ``observability.trace_keys`` values), one row
+per key and message, for ``dovetail trace KEY``; the primary key is the lookup index (in
+SQLite the table itself: ``WITHOUT ROWID``, one b-tree written per row, not two)."""
+
+
+@dataclass(frozen=True)
+class NewColumns:
+    """Columns added to a table created by an earlier version, with the table's indexes.
+
+    A store created by this release already has them (its tables are created whole), so
+    each column is added only when missing; ``backfill`` maps a dialect name to the
+    statement that fills the new columns of existing rows.
+    """
+
+    table: sa.Table
+    columns: tuple[str, ...]
+    backfill: dict[str, str] = field(default_factory=dict)
+
+
+_KEY_FROM_HEADERS = {
+    "sqlite": "UPDATE dovetail_dead_letters SET idempotency_key ="
+    " json_extract(headers, '$.\"idempotency-key\"') WHERE idempotency_key IS NULL",
+    "postgresql": "UPDATE dovetail_dead_letters SET idempotency_key ="
+    " headers::json ->> 'idempotency-key' WHERE idempotency_key IS NULL",
+}
+
+MIGRATIONS: list[tuple[int, list[sa.Table | NewColumns]]] = [
     (1, [checkpoints, inbox, dead_letters, deliveries, journal]),
     (2, [parked]),
     (3, []),
+    (
+        4,
+        [
+            trace_keys,
+            NewColumns(dead_letters, ("idempotency_key", "repeats"), _KEY_FROM_HEADERS),
+        ],
+    ),
 ]
-"""Schema versions in order, each with the tables it creates. Later versions add DDL here.
+"""Schema versions in order, each with the tables it creates and the columns it adds.
 
 Version 3 creates nothing: on SQLite it rebuilds ``dovetail_inbox`` with ``AUTOINCREMENT``
 (``sqlite_migrations.py``); PostgreSQL's inbox ids always came from a sequence."""

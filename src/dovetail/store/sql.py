@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dovetail.errors import StoreError
-from dovetail.store import kpi_sql, parked_sql
+from dovetail.store import kpi_sql, parked_sql, repeats
 from dovetail.store import schema as t
 from dovetail.store.base import (
     BatchRecord,
@@ -75,11 +75,14 @@ class SqlStore:
         t.schema_version.create(sync_conn, checkfirst=True)
         current = sync_conn.execute(sa.select(sa.func.max(t.schema_version.c.version))).scalar()
         current = current or 0
-        for version, tables in t.MIGRATIONS:
+        for version, changes in t.MIGRATIONS:
             if version <= current:
                 continue
-            for table in tables:
-                table.create(sync_conn, checkfirst=True)
+            for change in changes:
+                if isinstance(change, t.NewColumns):
+                    _add_columns(sync_conn, change)
+                else:
+                    change.create(sync_conn, checkfirst=True)
             sync_conn.execute(
                 t.schema_version.insert().values(version=version, applied_at=time.time())
             )
@@ -197,14 +200,15 @@ class SqlStore:
     async def settle_batch(self, record: BatchRecord) -> list[int]:
         """One transaction per batch; bulk rows go straight to the driver's executemany."""
         now = time.time()
-        new_ids: list[int] = []
+        entries: list[tuple[int, bool]] = []
         fresh = [letter for letter in record.dead_letters if letter.id is None]
         again = [letter for letter in record.dead_letters if letter.id is not None]
         async with self.engine.begin() as conn:
             if fresh:
-                new_ids.extend(await self._insert_dead_letters(conn, fresh, now))
+                entries.extend(await self._record_dead_letters(conn, fresh, now))
             for letter in again:
-                new_ids.append(await self._reopen_dead_letter(conn, letter, now))
+                entries.append((await self._reopen_dead_letter(conn, letter, now), False))
+            labels = repeats.labelled_details(record.journal, [*fresh, *again], entries)
             if record.deliveries:
                 await conn.exec_driver_sql(
                     f"INSERT INTO {t.deliveries.name} (flow, sink, key, message_id,"
@@ -228,6 +232,12 @@ class SqlStore:
             ]
             if parked_again:
                 await conn.exec_driver_sql(self._driver_sql(parked_sql.UPDATE), parked_again)
+            if record.trace_keys:
+                await conn.exec_driver_sql(
+                    f"INSERT INTO {t.trace_keys.name} (key, flow, message_id, at)"
+                    f" VALUES ({self._marks(4)}) ON CONFLICT (key, flow, message_id) DO NOTHING",
+                    [(k.key, record.flow, k.message_id, now) for k in record.trace_keys],
+                )
             if record.journal:
                 dumps = encode_json
                 await conn.exec_driver_sql(
@@ -241,16 +251,51 @@ class SqlStore:
                             e.correlation_id,
                             e.event,
                             e.step,
-                            None if e.detail is None else dumps(e.detail).decode(),
+                            None
+                            if (detail := labels.get(index, e.detail)) is None
+                            else dumps(detail).decode(),
                         )
-                        for e in record.journal
+                        for index, e in enumerate(record.journal)
                     ],
                 )
-        return new_ids
+        return [entry_id for entry_id, _ in entries]
+
+    async def _record_dead_letters(
+        self, conn: AsyncConnection, letters: list[DeadLetter], now: float
+    ) -> list[tuple[int, bool]]:
+        """Insert new dead letters, folding repeats into open entries (``repeats``); the entry
+        id of each letter, in order, and whether it was a repeat."""
+        rows: list[Any] = []
+        for flow, keys in repeats.keys_by_flow(letters).items():
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                sql = repeats.FIND_OPEN.format(marks=", ".join("?" * len(chunk)))
+                rows.extend(await self._fetch(conn, sql, [flow, *chunk]))
+        plan = repeats.fold_repeats(letters, repeats.open_entries(rows), now)
+        inserted = await self._insert_dead_letters(
+            conn, [new.letter for new in plan.inserts], now, plan.inserts
+        )
+        if plan.repeated:
+            await conn.exec_driver_sql(
+                self._driver_sql(repeats.REPEAT),
+                [(e.added, now, encode_json_text(e.history), e.id) for e in plan.repeated],
+            )
+        return repeats.entries_of(plan, inserted)
 
     async def _insert_dead_letters(
-        self, conn: AsyncConnection, letters: list[DeadLetter], now: float
+        self,
+        conn: AsyncConnection,
+        letters: list[DeadLetter],
+        now: float,
+        planned: list[repeats.NewEntry] | None = None,
     ) -> list[int]:
+        """Insert ``letters`` (with their ``planned`` history and repeats); their new ids."""
+        if not letters:
+            return []
+        plans = planned or [
+            repeats.NewEntry(letter, [*letter.history, history_entry(letter, now)])
+            for letter in letters
+        ]
         rows = [
             {
                 "flow": letter.flow,
@@ -270,9 +315,11 @@ class SqlStore:
                 "status": "open",
                 "first_failed_at": _epoch(letter.first_failed_at) or now,
                 "last_failed_at": now,
-                "history": encode_json_text([*letter.history, history_entry(letter, now)]),
+                "history": encode_json_text(plan.history),
+                "idempotency_key": letter.idempotency_key,
+                "repeats": plan.repeats,
             }
-            for letter in letters
+            for letter, plan in zip(letters, plans, strict=True)
         ]
         stmt = t.dead_letters.insert().returning(t.dead_letters.c.id, sort_by_parameter_order=True)
         result = await conn.execute(stmt, rows)
@@ -443,6 +490,8 @@ class SqlStore:
                 first_failed_at=timestamp(row.first_failed_at),
                 last_failed_at=timestamp(row.last_failed_at),
                 history=decode_json(row.history),
+                idempotency_key=row.idempotency_key,
+                repeats=row.repeats,
             )
             for row in rows
         ]
@@ -481,6 +530,13 @@ class SqlStore:
             for row in rows
         ]
 
+    async def messages_with_key(self, key: str, limit: int) -> list[str]:
+        c = t.trace_keys.c
+        stmt = sa.select(c.message_id).where(c.key == key).order_by(c.at, c.message_id).limit(limit)
+        async with self.engine.connect() as conn:
+            found = (await conn.execute(stmt)).scalars().all()
+        return list(dict.fromkeys(found))
+
     async def kpi_rows(self, flow: str | None, since: datetime, until: datetime) -> list[KpiRow]:
         """Per-flow KPI aggregates of the window (``kpi_sql``), on one connection."""
         queries = kpi_sql.statements("postgresql", flow, since, until)
@@ -490,3 +546,18 @@ class SqlStore:
                 for name, (sql, params) in queries.items()
             }
         return kpi_sql.assemble(results)
+
+
+def _add_columns(sync_conn: sa.Connection, change: t.NewColumns) -> None:
+    """Add the columns ``change`` names that the table lacks, its indexes, then backfill."""
+    table = change.table
+    present = {column["name"] for column in sa.inspect(sync_conn).get_columns(table.name)}
+    for name in change.columns:
+        if name not in present:
+            spec = sa.schema.CreateColumn(table.c[name]).compile(dialect=sync_conn.dialect)
+            sync_conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {spec}"))
+    for index in table.indexes:
+        index.create(sync_conn, checkfirst=True)
+    fill = change.backfill.get(sync_conn.dialect.name)
+    if fill is not None:
+        sync_conn.execute(sa.text(fill))

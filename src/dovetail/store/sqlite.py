@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from dovetail.errors import StoreError
-from dovetail.store import kpi_sql, parked_sql
+from dovetail.store import kpi_sql, parked_sql, repeats
 from dovetail.store.base import (
     BatchRecord,
     DeadLetter,
@@ -83,13 +83,15 @@ _LETTER_FIELDS = (
     "first_failed_at",
     "last_failed_at",
     "history",
+    "idempotency_key",
+    "repeats",
 )
 _LETTER_COLUMNS = ", ".join(_LETTER_FIELDS)
 _INSERT_LETTER = (
     "INSERT INTO dovetail_dead_letters (flow, flow_version, message_id, correlation_id, step,"
     " reason, error_class, attempt, payload, headers, source_position, detail, status,"
-    " first_failed_at, last_failed_at, history)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " first_failed_at, last_failed_at, history, idempotency_key, repeats)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _REOPEN_LETTER = (
     "UPDATE dovetail_dead_letters SET status = 'open', step = ?, reason = ?, error_class = ?,"
@@ -102,6 +104,10 @@ _INSERT_DELIVERY = (
 _INSERT_EVENT = (
     "INSERT INTO dovetail_journal (at, flow, message_id, correlation_id, event, step, detail)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_TRACE_KEY = (
+    'INSERT INTO dovetail_trace_keys ("key", flow, message_id, at) VALUES (?, ?, ?, ?)'
+    ' ON CONFLICT ("key", flow, message_id) DO NOTHING'
 )
 _MARK_REPLAYED = "UPDATE dovetail_dead_letters SET status = 'replayed' WHERE id"
 
@@ -241,7 +247,7 @@ class SqliteStore:
         """One transaction per batch, one call into the store's thread, few statements: rows
         go in multi-row inserts (``insert_rows``)."""
         now = time.time()
-        fresh = [_letter_row(letter, now) for letter in record.dead_letters if letter.id is None]
+        fresh = [letter for letter in record.dead_letters if letter.id is None]
         again = [
             (letter.id, _letter_row(letter, now), letter)
             for letter in record.dead_letters
@@ -250,6 +256,7 @@ class SqliteStore:
         flow = record.flow
         replayed = record.replayed
         deliveries = [(flow, d.sink, d.key, d.message_id, now) for d in record.deliveries]
+        trace_keys = [(k.key, flow, k.message_id, now) for k in record.trace_keys]
         dumps = encode_json
         events = [
             (
@@ -269,9 +276,13 @@ class SqliteStore:
         unparked = record.unparked
 
         def settle(connection: sqlite3.Connection) -> list[int]:
-            new_ids = _insert_letters(connection, fresh)
+            entries = _record_letters(connection, fresh, now)
             for letter_id, row, letter in again:
-                new_ids.append(_reopen_letter(connection, letter_id, row, letter, now))
+                entries.append((_reopen_letter(connection, letter_id, row, letter, now), False))
+            letters = [*fresh, *(letter for _, _, letter in again)]
+            labels = repeats.labelled_details(record.journal, letters, entries)
+            for index, detail in labels.items():
+                events[index] = (*events[index][:6], dumps(detail).decode())
             insert_rows(connection, _INSERT_DELIVERY, deliveries)
             if replayed:
                 _in_chunks(connection, _MARK_REPLAYED, replayed)
@@ -282,7 +293,8 @@ class SqliteStore:
             if parked_again:
                 connection.executemany(parked_sql.UPDATE, parked_again)
             insert_rows(connection, _INSERT_EVENT, events)
-            return new_ids
+            insert_rows(connection, _INSERT_TRACE_KEY, trace_keys)
+            return [entry_id for entry_id, _ in entries]
 
         return await self._write(settle)
 
@@ -375,6 +387,14 @@ class SqliteStore:
             for message_id, correlation_id, flow, event, step, detail, at in rows
         ]
 
+    async def messages_with_key(self, key: str, limit: int) -> list[str]:
+        sql = (
+            'SELECT message_id FROM dovetail_trace_keys WHERE "key" = ?'
+            " ORDER BY at, message_id LIMIT ?"
+        )
+        rows = await self._run(lambda c: c.execute(sql, (key, limit)).fetchall())
+        return list(dict.fromkeys(row[0] for row in rows))
+
     async def kpi_rows(self, flow: str | None, since: datetime, until: datetime) -> list[KpiRow]:
         """Per-flow KPI aggregates of the window (``kpi_sql``), in one call to the thread."""
         queries = kpi_sql.statements("sqlite", flow, since, until)
@@ -435,8 +455,39 @@ class SqliteStore:
         return int(row[0] or 0)
 
 
-def _letter_row(letter: DeadLetter, now: float) -> _LetterRow:
+def _record_letters(
+    connection: sqlite3.Connection, letters: list[DeadLetter], now: float
+) -> list[tuple[int, bool]]:
+    """Insert new dead letters, folding repeats into open entries (``repeats``); the entry
+    id of each letter, in order, and whether it was a repeat."""
+    if not letters:
+        return []
+    rows: list[Any] = []
+    for flow, keys in repeats.keys_by_flow(letters).items():
+        for chunk in _chunks(keys):
+            sql = repeats.FIND_OPEN.format(marks=", ".join("?" * len(chunk)))
+            rows.extend(connection.execute(sql, (flow, *chunk)).fetchall())
+    plan = repeats.fold_repeats(letters, repeats.open_entries(rows), now)
+    inserted = _insert_letters(
+        connection, [_letter_row(new.letter, now, new.history, new.repeats) for new in plan.inserts]
+    )
+    connection.executemany(
+        repeats.REPEAT,
+        [(e.added, now, encode_json_text(e.history), e.id) for e in plan.repeated],
+    )
+    return repeats.entries_of(plan, inserted)
+
+
+def _letter_row(
+    letter: DeadLetter,
+    now: float,
+    history: list[dict[str, Any]] | None = None,
+    repeated: int = 0,
+) -> _LetterRow:
+    """The letter's values; ``history`` (default: its own plus this failure) as stored."""
     first = letter.first_failed_at
+    if history is None:
+        history = [*letter.history, history_entry(letter, now)]
     return (
         letter.flow,
         letter.flow_version,
@@ -453,7 +504,9 @@ def _letter_row(letter: DeadLetter, now: float) -> _LetterRow:
         "open",
         (first.timestamp() if first is not None else None) or now,
         now,
-        encode_json_text([*letter.history, history_entry(letter, now)]),
+        encode_json_text(history),
+        letter.idempotency_key,
+        repeated,
     )
 
 

@@ -28,11 +28,14 @@ def migrate(connection: sqlite3.Connection) -> None:
     def apply(connection: sqlite3.Connection) -> None:
         connection.execute(_ddl(t.schema_version)[0])
         current = _schema_version(connection) or 0
-        for version, tables in t.MIGRATIONS:
+        for version, changes in t.MIGRATIONS:
             if version <= current:
                 continue
-            for table in tables:
-                for statement in _ddl(table):
+            for change in changes:
+                if isinstance(change, t.NewColumns):
+                    _add_columns(connection, change)
+                    continue
+                for statement in _ddl(change):
                     connection.execute(statement)
             upgrade = _UPGRADES.get(version)
             if upgrade is not None:
@@ -83,6 +86,23 @@ def _schema_version(connection: sqlite3.Connection) -> int | None:
     if current > newest:
         raise StoreError(f"store schema version {current} is newer than this release")
     return current
+
+
+def _add_columns(connection: sqlite3.Connection, change: t.NewColumns) -> None:
+    """Add the columns ``change`` names that the table lacks, its indexes, then backfill."""
+    from sqlalchemy.dialects import sqlite
+    from sqlalchemy.schema import CreateColumn
+
+    name = change.table.name
+    present = {row[1] for row in connection.execute(f"PRAGMA table_info({name})")}
+    for column in change.columns:
+        if column not in present:
+            spec = CreateColumn(change.table.c[column]).compile(dialect=sqlite.dialect())
+            connection.execute(f"ALTER TABLE {name} ADD COLUMN {spec}")
+    for statement in _ddl(change.table)[1:]:
+        connection.execute(statement)
+    if "sqlite" in change.backfill:
+        connection.execute(change.backfill["sqlite"])
 
 
 def _ddl(table: sa.Table) -> list[str]:

@@ -28,6 +28,10 @@ def mask_for(project: Project) -> dict[str, MaskPolicy]:
 def letter_view(letter: DeadLetter, mask: MaskPolicy | list[str], *, full: bool) -> dict[str, Any]:
     """A dead letter as shown to people: payload, reason, detail and history masked.
 
+    Every view carries the idempotency key, the source position (``file:line``, ``ref#offset``
+    or the source's reference) and ``repeats``: later messages with the same key that failed
+    the same way while the entry was open.
+
     ``mask`` is the flow's policy (a list of paths means those paths and every detector).
     """
     policy = mask if isinstance(mask, MaskPolicy) else MaskPolicy.of(mask)
@@ -44,7 +48,11 @@ def letter_view(letter: DeadLetter, mask: MaskPolicy | list[str], *, full: bool)
         "last_failed_at": _iso(letter.last_failed_at),
         "correlation_id": letter.correlation_id,
         "message_id": letter.message_id,
+        "idempotency_key": (
+            policy.text(letter.idempotency_key) if letter.idempotency_key is not None else None
+        ),
         "source_position": _position(letter.source_position),
+        "repeats": letter.repeats,
     }
     if full:
         view["payload"] = policy.payload(letter.payload)

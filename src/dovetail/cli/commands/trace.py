@@ -1,4 +1,5 @@
-"""``dovetail trace ID``: the journey of a message, by message id or correlation id.
+"""``dovetail trace ID``: the journey of a message, by message id, correlation id or business
+key (its idempotency key or a value of a flow's ``observability.trace_keys``).
 
 Given a message id, the trace follows that message's correlation id too, so a message handed
 from one flow to another (a broker or the ``flow`` sink between them) is shown in every flow.
@@ -23,6 +24,9 @@ from dovetail.observability.journey import Journey, Stop, journeys_of
 from dovetail.observability.masking import DEFAULT_POLICY
 from dovetail.store.base import JournalEvent, Store
 
+MAX_KEYED_MESSAGES = 100
+"""Most messages a business key brings into one trace (the oldest first)."""
+
 
 async def journal_of(store: Store, ident: str) -> list[JournalEvent]:
     """The events of ``ident`` (a message or correlation id), with those of every message
@@ -41,6 +45,24 @@ async def journal_of(store: Store, ident: str) -> list[JournalEvent]:
                 merged.append(event)
     merged.sort(key=lambda e: (e.at is None, e.at))
     return merged
+
+
+async def find_journal(store: Store, ident: str) -> list[JournalEvent]:
+    """The events of ``ident`` as a message or correlation id (``journal_of``) and of every
+    message recorded with ``ident`` as a business key; oldest first, each event once."""
+    events = await journal_of(store, ident)
+    keyed = await store.messages_with_key(ident, MAX_KEYED_MESSAGES)
+    if not keyed:
+        return events
+    seen = {(e.message_id, e.flow, e.event, e.step, e.at) for e in events}
+    for message_id in keyed:
+        for event in await journal_of(store, message_id):
+            key = (event.message_id, event.flow, event.event, event.step, event.at)
+            if key not in seen:
+                seen.add(key)
+                events.append(event)
+    events.sort(key=lambda e: (e.at is None, e.at))
+    return events
 
 
 def _masked(project: Project, events: list[JournalEvent]) -> list[JournalEvent]:
@@ -62,6 +84,13 @@ def _ms(value: float | None) -> str:
 def _what(stop: Stop) -> str:
     if stop.event == "received":
         return f"from {stop.position}" if stop.position else ""
+    if stop.event == "replayed":
+        return f"dead letter #{stop.replay_of} re-driven by dovetail replay"
+    if stop.event == "dead_lettered" and stop.dead_letter is not None:
+        entry = f"repeat of dead letter #{stop.dead_letter}" if stop.repeat else "dead letter"
+        if not stop.repeat:
+            entry += f" #{stop.dead_letter}"
+        return f"{stop.reason or ''} ({entry})".lstrip()
     if stop.event == "parked" and stop.next_attempt_at:
         return f"next attempt {stop.next_attempt_at}: {stop.reason or ''}".rstrip(": ")
     return stop.reason or ""
@@ -107,17 +136,23 @@ def _print(journeys: list[Journey]) -> None:
 
 
 def trace(
-    ident: Annotated[str, typer.Argument(help="Message id or correlation id.")],
+    ident: Annotated[
+        str,
+        typer.Argument(
+            help="Message id, correlation id or business key (idempotency key, trace_keys value)."
+        ),
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """The journey of a message: received, each step and sink, retries, delivery or dead letter,
-    with the latency of each event; across flows sharing its correlation id."""
+    replays, with the latency of each event; across flows sharing its correlation id. Find it
+    by message id, correlation id or a business key (ORD-00257)."""
     project = current_project()
 
     async def load() -> list[JournalEvent]:
         store = await open_store(project)
         try:
-            return await journal_of(store, ident)
+            return await find_journal(store, ident)
         finally:
             await store.close()
 
@@ -133,5 +168,8 @@ def trace(
         _print(journeys)
     if not journeys:
         if not as_json:
-            fail(f"no journal events for {ident!r} (a message id or a correlation id)")
+            fail(
+                f"no journal events for {ident!r} (a message id, a correlation id, an"
+                " idempotency key or a value of a flow's observability.trace_keys)"
+            )
         raise typer.Exit(exit_codes.RUNTIME_FAILURE)
