@@ -4,6 +4,10 @@ This is the one module that imports ``openapi_core`` (the ``api`` extra), lazily
 is reduced to the chosen operation's path and served relative to ``/``, so a request is
 checked against exactly that operation, whatever ``servers`` the file declares. Each
 violation becomes a ``Violation`` (where, what) for the RFC 9457 ``errors`` list.
+
+The operation's ``security`` is read here (``OperationSecurity``) but taken out of what
+openapi-core sees: it only checks that credentials are present, while ``credentials.py``
+checks their values against the configured secrets.
 """
 
 from __future__ import annotations
@@ -14,10 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import structlog
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from dovetail.errors import DovetailError, MissingExtraError
+
+log = structlog.get_logger(__name__)
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
@@ -59,6 +66,37 @@ class CheckedRequest:
     def unauthorized(self) -> bool:
         """True when the only problem is missing or wrong credentials."""
         return bool(self.violations) and all(v.location == "security" for v in self.violations)
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityScheme:
+    """One ``components.securitySchemes`` entry an operation names.
+
+    ``kind`` is ``api_key``, ``bearer`` or ``basic`` for the schemes the ``api`` source checks,
+    ``None`` for any other (OAuth2, OpenID Connect, mutual TLS, other HTTP schemes).
+    """
+
+    name: str
+    kind: str | None
+    description: str
+    location: str = ""
+    """Where an API key travels: ``header``, ``query`` or ``cookie``."""
+    parameter: str = ""
+    """The header, query parameter or cookie that carries an API key."""
+
+
+@dataclass(frozen=True, slots=True)
+class OperationSecurity:
+    """What an operation's ``security`` asks for: any one requirement, each needing all of
+    its schemes (an empty requirement lets anonymous callers in)."""
+
+    requirements: tuple[tuple[str, ...], ...]
+    schemes: dict[str, SecurityScheme]
+
+    @property
+    def required(self) -> bool:
+        """True unless the operation lets every caller in."""
+        return bool(self.requirements) and all(self.requirements)
 
 
 class RequestView:
@@ -107,6 +145,8 @@ class OperationContract:
             ) from None
         document = _load(spec_file)
         path, method, reduced = _reduce(document, operation_id, spec_file)
+        self.security = _security(document, operation_id, spec_file)
+        """The operation's security requirements and schemes, checked by ``CredentialCheck``."""
         self.path_template = path
         """The operation's path as the spec writes it (``/orders/{order_id}``)."""
         self.method = method.upper()
@@ -119,8 +159,17 @@ class OperationContract:
             ) from None
 
     def check_request(self, request: RequestView) -> CheckedRequest:
-        """Validate ``request``; typed path and query parameters when it is valid."""
-        result = self._openapi.unmarshal_request(request)
+        """Validate ``request``; typed path and query parameters when it is valid.
+
+        Never raises: whatever openapi-core raises on a request (a value it cannot cast, a
+        document it cannot walk) becomes one violation, so the caller answers 400.
+        """
+        try:
+            result = self._openapi.unmarshal_request(request)
+        except Exception as exc:  # openapi-core's error types are many and unstable
+            log.warning("api request could not be checked", error=type(exc).__name__)
+            detail = "the request could not be checked against the operation"
+            return CheckedRequest(violations=[Violation("request", detail)], path={}, query={})
         violations = [v for error in result.errors for v in _violations(error, "request")]
         parameters = result.parameters
         return CheckedRequest(
@@ -131,8 +180,74 @@ class OperationContract:
 
     def check_response(self, request: RequestView, response: ResponseView) -> list[Violation]:
         """Violations of the operation's response schema by ``response`` (empty: it conforms)."""
-        result = self._openapi.unmarshal_response(request, response)
+        try:
+            result = self._openapi.unmarshal_response(request, response)
+        except Exception as exc:  # as in check_request: a violation, never a traceback
+            return [Violation("response", f"the response could not be checked: {exc}")]
         return [v for error in result.errors for v in _violations(error, "response")]
+
+
+def read_security(spec_file: Path, operation_id: str) -> OperationSecurity:
+    """The security ``operation_id`` declares in ``spec_file`` (no openapi-core needed).
+
+    Raises ``ContractError`` when the file cannot be read, lacks the operation, or names a
+    scheme it does not define.
+    """
+    return _security(_load(spec_file), operation_id, spec_file)
+
+
+def _security(document: dict[str, Any], operation_id: str, spec_file: Path) -> OperationSecurity:
+    operation: dict[str, Any] = {}
+    for item in (document.get("paths") or {}).values():
+        for method in HTTP_METHODS if isinstance(item, dict) else ():
+            found = item.get(method)
+            if isinstance(found, dict) and found.get("operationId") == operation_id:
+                operation = found
+    raw = operation["security"] if "security" in operation else document.get("security", [])
+    if not isinstance(raw, list) or not all(isinstance(entry, dict) for entry in raw):
+        raise ContractError(f"{spec_file.name}: security of {operation_id!r} is not a list")
+    requirements = tuple(tuple(str(name) for name in entry) for entry in raw)
+    components = document.get("components") or {}
+    defined = components.get("securitySchemes") or {} if isinstance(components, dict) else {}
+    schemes: dict[str, SecurityScheme] = {}
+    for name in sorted({name for names in requirements for name in names}):
+        scheme = _resolve(document, defined.get(name) if isinstance(defined, dict) else None)
+        if not isinstance(scheme, dict):
+            raise ContractError(
+                f"{spec_file.name}: {operation_id!r} requires security scheme {name!r},"
+                " which components.securitySchemes does not define"
+            )
+        schemes[name] = _scheme(name, scheme)
+    return OperationSecurity(requirements, schemes)
+
+
+def _resolve(document: dict[str, Any], node: Any) -> Any:
+    """Follow local ``$ref``s (``#/components/...``) to the node they point at."""
+    seen = 0
+    while isinstance(node, dict) and isinstance(node.get("$ref"), str) and seen < 32:
+        ref = node["$ref"]
+        if not ref.startswith("#/"):
+            return None
+        node = document
+        for part in ref[2:].split("/"):
+            part = part.replace("~1", "/").replace("~0", "~")
+            node = node.get(part) if isinstance(node, dict) else None
+        seen += 1
+    return node
+
+
+def _scheme(name: str, scheme: dict[str, Any]) -> SecurityScheme:
+    kind = str(scheme.get("type", ""))
+    if kind == "apiKey":
+        where, parameter = str(scheme.get("in", "")), str(scheme.get("name", ""))
+        description = f"apiKey in {where} {parameter}"
+        if where in ("header", "query", "cookie") and parameter:
+            return SecurityScheme(name, "api_key", description, where, parameter)
+        return SecurityScheme(name, None, description)
+    if kind == "http":
+        http = str(scheme.get("scheme", "")).lower()
+        return SecurityScheme(name, http if http in ("bearer", "basic") else None, f"http {http}")
+    return SecurityScheme(name, None, kind or "a scheme without a type")
 
 
 def _load(spec_file: Path) -> dict[str, Any]:
@@ -164,10 +279,15 @@ def _reduce(
             if operation.get("operationId") == operation_id:
                 reduced = copy.deepcopy(document)
                 kept = {k: v for k, v in item.items() if k not in ("servers", *HTTP_METHODS)}
-                kept[method] = {k: v for k, v in operation.items() if k != "servers"}
+                # credentials are checked by CredentialCheck against configured secrets;
+                # openapi-core would only check that they are present
+                kept[method] = {
+                    k: v for k, v in operation.items() if k not in ("servers", "security")
+                }
                 reduced["paths"] = {path: copy.deepcopy(kept)}
                 reduced["servers"] = [{"url": "/"}]
                 reduced.pop("webhooks", None)
+                reduced.pop("security", None)
                 return str(path), method, reduced
             if operation.get("operationId"):
                 found.append(str(operation["operationId"]))
