@@ -6,10 +6,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.connectors.api.test_api_source import ScriptedSink, call, create_flow
+from tests.connectors.api.test_api_source import (
+    GET_FLOW,
+    ScriptedSink,
+    call,
+    create_flow,
+    write_project,
+)
 
 DEEP = b'{"order_id": "SO-1", "total": 1, "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
 VALID = {"order_id": "SO-1", "total": 1}
+KEY = {"x-api-key": "k-1"}
 
 
 def assert_problem(answer: httpx.Response, status: int, detail: str) -> None:
@@ -94,3 +101,28 @@ def test_a_request_openapi_core_cannot_check_is_400_not_500(project: Path) -> No
     ]
     assert good.status_code == 201
     assert sink.received == [{"order_id": "SO-1", "amount": 1}]
+
+
+def test_declared_id_headers_satisfy_the_response_contract(project: Path) -> None:
+    """A document requiring x-correlation-id on the 201 answer is met, not a 500."""
+    write_project(project, create_flow())
+    spec = project / "schemas" / "orders-api.yaml"
+    declared = (
+        "          description: accepted\n          headers:\n            x-correlation-id:"
+        " {required: true, schema: {type: string}}\n"
+    )
+    text = spec.read_text().replace("          description: accepted\n", declared, 1)
+    flow = create_flow().replace("schemas/orders-api.yaml", "schemas/with-headers.yaml")
+    (project / "schemas" / "with-headers.yaml").write_text(text)
+    (answer,) = call(project, flow, [("POST", "/orders", VALID, {"x-correlation-id": "c-1"})])
+    assert answer.status_code == 201, answer.text
+    assert answer.headers["x-correlation-id"] == "c-1"
+
+
+def test_an_integer_past_64_bits_is_answered_exactly(project: Path) -> None:
+    big = 99999999999999999999999999
+    sink = ScriptedSink("file")
+    (answer,) = call(project, GET_FLOW, [("GET", f"/v1/orders/{big}", None, KEY)], sink)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"order_id": big}
+    assert sink.received == [{"order_id": big}]

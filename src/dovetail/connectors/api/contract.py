@@ -126,11 +126,20 @@ class RequestView:
 class ResponseView:
     """What openapi-core reads from an outgoing response (its ``Response`` protocol)."""
 
-    def __init__(self, status_code: int, data: bytes | None, content_type: str) -> None:
+    def __init__(
+        self,
+        status_code: int,
+        data: bytes | None,
+        content_type: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        from starlette.datastructures import Headers
+
         self.status_code = status_code
         self.data = data
         self.content_type = content_type
-        self.headers: dict[str, str] = {"content-type": content_type}
+        self.headers = Headers({**(headers or {}), "content-type": content_type})
+        """Every header the answer carries, looked up case-insensitively."""
 
 
 class OperationContract:

@@ -27,6 +27,7 @@ send it again); otherwise the mapped response.
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -374,12 +375,12 @@ class ApiSource:
             )
         try:
             body = self._map_response(envelope)
-        except (MappingFailed, TypeError) as exc:
+            data = None if body is None else _dump_json(body)
+        except (MappingFailed, TypeError, ValueError) as exc:
             return self._contract_broken(envelope, [Violation("response", str(exc))], ids)
         status = self.config.response.status
-        data = None if body is None else orjson.dumps(body)
         violations = self.contract.check_response(
-            view, ResponseView(status, data, "application/json")
+            view, ResponseView(status, data, "application/json", headers=ids)
         )
         if violations:
             return self._contract_broken(envelope, violations, ids)
@@ -416,6 +417,14 @@ class ApiSource:
             headers=ids,
             message_id=envelope.id,
         )
+
+
+def _dump_json(value: Any) -> bytes:
+    """``value`` as JSON; integers past 64 bits (which orjson refuses) through ``json``."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
 def _ids(request: Request) -> dict[str, str]:
