@@ -126,3 +126,31 @@ def test_an_integer_past_64_bits_is_answered_exactly(project: Path) -> None:
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"order_id": big}
     assert sink.received == [{"order_id": big}]
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-Infinity", "1e999"])
+def test_a_number_parameter_that_is_not_finite_is_400(project: Path, value: str) -> None:
+    write_project(project, GET_FLOW)
+    spec = project / "schemas" / "orders-api.yaml"
+    declared = "        - {name: min_total, in: query, schema: {type: number}}\n"
+    text = spec.read_text().replace(
+        "        - {name: verbose, in: query, schema: {type: boolean}}\n",
+        "        - {name: verbose, in: query, schema: {type: boolean}}\n" + declared,
+    )
+    (project / "schemas" / "with-number.yaml").write_text(text)
+    flow = GET_FLOW.replace("schemas/orders-api.yaml", "schemas/with-number.yaml")
+    sink = ScriptedSink("file")
+    bad, good = call(
+        project,
+        flow,
+        [
+            ("GET", f"/v1/orders/1?min_total={value}", None, KEY),
+            ("GET", "/v1/orders/1?min_total=2.5", None, KEY),
+        ],
+        sink,
+    )
+    assert_problem(bad, 400, "does not match operation 'getOrder'")
+    assert bad.json()["errors"][0]["pointer"] == "min_total"
+    assert "is not a finite number" in bad.json()["errors"][0]["detail"]
+    assert good.status_code == 200, good.text
+    assert sink.received == [{"order_id": 1, "min_total": 2.5}]

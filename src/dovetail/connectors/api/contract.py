@@ -13,6 +13,7 @@ checks their values against the configured secrets.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,11 +182,16 @@ class OperationContract:
             return CheckedRequest(violations=[Violation("request", detail)], path={}, query={})
         violations = [v for error in result.errors for v in _violations(error, "request")]
         parameters = result.parameters
-        return CheckedRequest(
-            violations=violations,
-            path=_plain(dict(parameters.path)) if parameters else {},
-            query=_plain(dict(parameters.query)) if parameters else {},
-        )
+        path = _plain(dict(parameters.path)) if parameters else {}
+        query = _plain(dict(parameters.query)) if parameters else {}
+        # openapi-core casts "nan", "inf" and "1e999" to floats; JSON has no such numbers
+        for where, values in (("path", path), ("query", query)):
+            for name, value in values.items():
+                items = value if isinstance(value, list) else [value]
+                if any(isinstance(v, float) and not math.isfinite(v) for v in items):
+                    detail = f"{name}: {value!r} is not a finite number"
+                    violations.append(Violation(where, detail, name))
+        return CheckedRequest(violations=violations, path=path, query=query)
 
     def check_response(self, request: RequestView, response: ResponseView) -> list[Violation]:
         """Violations of the operation's response schema by ``response`` (empty: it conforms)."""
