@@ -38,9 +38,9 @@ class ContractError(DovetailError):
 class Violation:
     """One way a request or response breaks the contract.
 
-    ``location`` is ``body``, ``path``, ``query``, ``header``, ``cookie``, ``security`` or
-    ``response``; ``pointer`` a JSON Pointer into the body (``/items/0/qty``) or the
-    parameter name.
+    ``location`` is ``body``, ``path``, ``query``, ``header``, ``cookie``, ``request`` (the
+    request could not be checked at all) or ``response``; ``pointer`` a JSON Pointer into the
+    body (``/items/0/qty``) or the parameter name.
     """
 
     location: str
@@ -62,11 +62,6 @@ class CheckedRequest:
     violations: list[Violation]
     path: dict[str, Any]
     query: dict[str, Any]
-
-    @property
-    def unauthorized(self) -> bool:
-        """True when the only problem is missing or wrong credentials."""
-        return bool(self.violations) and all(v.location == "security" for v in self.violations)
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,14 +313,11 @@ def _violations(error: BaseException, side: str) -> Iterable[Violation]:
     from openapi_core.validation.request.exceptions import (
         MissingRequestBodyError,
         ParameterValidationError,
-        SecurityValidationError,
     )
 
     cause = error.__cause__
     schema_errors = getattr(cause, "schema_errors", None)
-    if isinstance(error, SecurityValidationError):
-        yield Violation("security", "missing or invalid credentials")
-    elif isinstance(error, ParameterValidationError):
+    if isinstance(error, ParameterValidationError):
         where, name = error.location, error.name
         if schema_errors:
             for item in schema_errors:
