@@ -2,8 +2,8 @@
 
 The project is copied to a temporary folder (its own store), the flow is started as a
 process with a known API key, and schemathesis (``--checks all``, valid and invalid data)
-sends it requests in rounds of ``--max-examples`` until at least ``--requests`` were made.
-Then two rounds send a wrong key and no key. The run fails on:
+sends it requests in rounds of ``--max-examples`` until at least ``--requests`` were made
+(or a round failed). Then two rounds send a wrong key and no key. The run fails on:
 
 - any schemathesis failure (a 5xx is one: ``not_a_server_error``);
 - the ``dovetail run`` process exiting, before or during the rounds, or not with 0 on SIGTERM;
@@ -201,7 +201,7 @@ def _rounds(
     good = [f"{target.key_header}: {GOOD_KEY}"]
     seed = 0
     with ThreadPoolExecutor(plan.parallel) as pool:
-        while outcome.requests < plan.requests:
+        while outcome.requests < plan.requests and not outcome.problems:
             if time.monotonic() - started > plan.budget:
                 raise RuntimeError(
                     f"only {outcome.requests} of {plan.requests} requests in {plan.budget:.0f} s"
