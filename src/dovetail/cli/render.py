@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -19,7 +20,10 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 def print_json(value: Any) -> None:
     """Machine-readable output on stdout (secrets redacted)."""
-    text = orjson.dumps(value, default=str, option=orjson.OPT_INDENT_2).decode()
+    try:
+        text = orjson.dumps(value, default=str, option=orjson.OPT_INDENT_2).decode()
+    except TypeError:  # an integer beyond 64 bits, a lone surrogate: values a store may hold
+        text = json.dumps(value, default=str, indent=2, ensure_ascii=True)
     sys.stdout.write(redact(text) + "\n")
     sys.stdout.flush()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dovetail.core.envelope import Envelope
 from dovetail.observability.masking import DEFAULT_POLICY, MaskPolicy
 from dovetail.store.base import DeadLetter
+from dovetail.store.codec import storable_text
 
 
 def dead_letter_from(
@@ -15,7 +16,8 @@ def dead_letter_from(
     The stored payload is the message as the source produced it, so a replay runs it through
     the flow's current version from the first step; views mask it when they show it. The
     reason and detail are free text that may quote the payload (an exception message, a
-    partner's answer), so they are masked with the flow's ``policy`` before they are stored.
+    partner's answer), so they are masked with the flow's ``policy`` before they are stored,
+    and characters no store keeps (NUL, lone surrogates) become U+FFFD.
     A replayed message keeps its DLQ id and is updated in place, with the new failure
     appended to its history.
     """
@@ -30,11 +32,13 @@ def dead_letter_from(
         message_id=envelope.id,
         correlation_id=envelope.correlation_id,
         step=failure.step,
-        reason=policy.text(failure.reason, payload=payload),
+        reason=storable_text(policy.text(failure.reason, payload=payload)),
         error_class=failure.error_class,
         attempt=envelope.attempt,
         payload=payload,
         headers=dict(envelope.headers),
         source_position=None if envelope.position is None else envelope.position.as_dict(),
-        detail=None if failure.detail is None else policy.text(failure.detail, payload=payload),
+        detail=None
+        if failure.detail is None
+        else storable_text(policy.text(failure.detail, payload=payload)),
     )

@@ -10,6 +10,9 @@ from dovetail.delivery.sink_delivery import IDEMPOTENCY_HEADER, ORDERING_HEADER
 from dovetail.errors import PermanentError
 from dovetail.mapping.jsonata import Expression
 
+MAX_KEY_LENGTH = 500
+"""Longest idempotency or ordering key the store keeps (its key columns' length)."""
+
 
 def assign_lanes(
     batch: list[Envelope], lanes: int, expression: Expression | None
@@ -28,6 +31,9 @@ def assign_lanes(
             else:
                 if value is None or isinstance(value, dict | list):
                     reason = f"ordering key {expression.source!r} gave no scalar value"
+                    mark_failed(envelope, "delivery", PermanentError(reason))
+                elif (problem := key_problem(str(value))) is not None:
+                    reason = f"ordering key {expression.source!r} {problem}"
                     mark_failed(envelope, "delivery", PermanentError(reason))
                 else:
                     key = str(value)
@@ -51,5 +57,27 @@ def stamp_idempotency_key(envelope: Envelope, expression: Expression | None) -> 
         reason = f"idempotency key {expression.source!r} gave no scalar value"
         mark_failed(envelope, "delivery", PermanentError(reason))
         return False
+    problem = key_problem(str(value))
+    if problem is not None:
+        reason = f"idempotency key {expression.source!r} {problem}"
+        mark_failed(envelope, "delivery", PermanentError(reason))
+        return False
     envelope.headers[IDEMPOTENCY_HEADER] = str(value)
     return True
+
+
+def key_problem(key: str) -> str | None:
+    """Why the store cannot keep ``key`` as an idempotency or ordering key, or ``None``."""
+    if len(key) > MAX_KEY_LENGTH:
+        return f"gave a value longer than {MAX_KEY_LENGTH} characters"
+    if "\x00" in key or (not key.isprintable() and _unencodable(key)):
+        return "gave a value holding a NUL or a lone surrogate"
+    return None
+
+
+def _unencodable(key: str) -> bool:
+    try:
+        key.encode()
+    except UnicodeEncodeError:
+        return True
+    return False

@@ -31,6 +31,8 @@ class Pipeline:
     parking: ParkingLot | None = None
     """Where long retry waits are parked; ``None`` without a store or with ``park_after: null``."""
     extra_components: list[Any] = field(default_factory=list)
+    clock: Clock | None = None
+    """Time for the runner's own waits (``None``: the system clock)."""
 
     async def open(self) -> None:
         """Open sinks first, then the source, so nothing is read before it can be delivered."""
@@ -116,6 +118,7 @@ def build_pipeline(
         ordering_key=compile_expression(ordering.key) if ordering else None,
         parking=parking,
         context=context,
+        clock=clock,
     )
 
 

@@ -44,6 +44,7 @@ from dovetail.observability.events import FlowObserver, group, installed_for
 from dovetail.observability.masking import MaskPolicy, use_policy
 from dovetail.runtime.keys import assign_lanes, stamp_idempotency_key
 from dovetail.runtime.pipeline import Pipeline
+from dovetail.runtime.settlement import SettlementWriter
 from dovetail.runtime.summary import FlowHalted, ProgressFn, RunSummary, first_error
 from dovetail.store.base import BatchRecord, Delivery, JournalEvent, ParkedMessage
 
@@ -81,6 +82,11 @@ class FlowRunner:
         for delivery in pipeline.sinks.values():
             delivery.observer = self._observer
         self._in_flight = 0
+        self._settlement = (
+            None
+            if self.store is None
+            else SettlementWriter(self.store, self.flow.name, clock=pipeline.clock)
+        )
 
     def stop(self) -> None:
         """Stop reading; batches already read are finished, settled and committed (drain).
@@ -378,8 +384,8 @@ class FlowRunner:
         if halted is not None:  # a failed parked message stays parked (the flow stops)
             kept = {e.parked_id for e in dead}
             record.unparked = [i for i in record.unparked if i not in kept]
-        if self.store is not None:
-            await self.store.settle_batch(record)
+        if self._settlement is not None:
+            await self._settlement.write(record)
             if self.pipeline.parking is not None and record.parked:
                 self.pipeline.parking.committed(len(record.parked))
         if halted is not None:

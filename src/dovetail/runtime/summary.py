@@ -30,6 +30,10 @@ class RunSummary:
     """Parked messages the retry pump sent again."""
     reasons: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
+    restarts: int = 0
+    """Times the flow was started again after a crash (``runtime/supervisor.py``)."""
+    error: str | None = None
+    """The last error that stopped the flow; ``None`` when it never failed."""
 
     @property
     def delivered_total(self) -> int:
@@ -48,6 +52,8 @@ class RunSummary:
             "redriven": self.redriven,
             "dead_letter_reasons": dict(self.reasons),
             "seconds": round(self.seconds, 3),
+            "restarts": self.restarts,
+            "error": self.error,
         }
 
 

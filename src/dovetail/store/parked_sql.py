@@ -10,10 +10,14 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
 from dovetail.store.base import ParkedMessage
-from dovetail.store.codec import decode_payload, encode_payload, timestamp
+from dovetail.store.codec import (
+    decode_json,
+    decode_payload,
+    encode_json_text,
+    encode_payload,
+    timestamp,
+)
 
 FIELDS = (
     "id",
@@ -92,8 +96,8 @@ def insert_row(message: ParkedMessage, now: float) -> tuple[Any, ...]:
         message.attempt,
         encode_payload(message.payload),
         encode_payload(message.original),
-        orjson.dumps(message.headers).decode(),
-        None if message.source_position is None else orjson.dumps(message.source_position).decode(),
+        encode_json_text(message.headers),
+        None if message.source_position is None else encode_json_text(message.source_position),
         message.reason,
         message.error_class,
         message.detail,
@@ -101,7 +105,7 @@ def insert_row(message: ParkedMessage, now: float) -> tuple[Any, ...]:
         message.next_attempt_at.timestamp(),
         now if first is None else first.timestamp(),
         now,
-        orjson.dumps([*message.history, history_entry(message, now)]).decode(),
+        encode_json_text([*message.history, history_entry(message, now)]),
     )
 
 
@@ -111,13 +115,13 @@ def update_row(message: ParkedMessage, now: float) -> tuple[Any, ...]:
         message.flow_version,
         message.attempt,
         encode_payload(message.payload),
-        orjson.dumps(message.headers).decode(),
+        encode_json_text(message.headers),
         message.reason,
         message.error_class,
         message.detail,
         message.next_attempt_at.timestamp(),
         now,
-        orjson.dumps([*message.history, history_entry(message, now)]).decode(),
+        encode_json_text([*message.history, history_entry(message, now)]),
         message.id,
     )
 
@@ -133,12 +137,12 @@ def from_row(row: Sequence[Any]) -> ParkedMessage:
         | {
             "payload": decode_payload(bytes(values["payload"])),
             "original": decode_payload(bytes(values["original"])),
-            "headers": orjson.loads(values["headers"]),
-            "source_position": None if position is None else orjson.loads(position),
+            "headers": decode_json(values["headers"]),
+            "source_position": None if position is None else decode_json(position),
             "next_attempt_at": next_at,
             "first_failed_at": timestamp(values["first_failed_at"]),
             "last_failed_at": timestamp(values["last_failed_at"]),
-            "history": orjson.loads(values["history"]),
+            "history": decode_json(values["history"]),
         }
     )
 

@@ -10,7 +10,6 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -27,7 +26,10 @@ from dovetail.store.base import (
     ParkedMessage,
 )
 from dovetail.store.codec import (
+    decode_json,
     decode_payload,
+    encode_json,
+    encode_json_text,
     encode_payload,
     history_entry,
     timestamp,
@@ -97,11 +99,11 @@ class SqlStore:
         )
         async with self.engine.connect() as conn:
             value = (await conn.execute(query)).scalar()
-        return None if value is None else dict(orjson.loads(value))
+        return None if value is None else dict(decode_json(value))
 
     async def put_checkpoint(self, flow: str, key: str, value: dict[str, Any]) -> None:
         stmt = self._insert(t.checkpoints).values(
-            flow=flow, key=key, value=orjson.dumps(value).decode(), updated_at=time.time()
+            flow=flow, key=key, value=encode_json_text(value), updated_at=time.time()
         )
         stmt = stmt.on_conflict_do_update(
             index_elements=["flow", "key"],
@@ -124,7 +126,7 @@ class SqlStore:
         stmt = t.inbox.insert().values(
             flow=flow,
             payload=payload,
-            headers=orjson.dumps(headers).decode(),
+            headers=encode_json_text(headers),
             ref=ref,
             received_at=time.time(),
         )
@@ -149,7 +151,7 @@ class SqlStore:
                 id=row.id,
                 flow=row.flow,
                 payload=row.payload,
-                headers=orjson.loads(row.headers),
+                headers=decode_json(row.headers),
                 ref=row.ref,
                 received_at=datetime.fromtimestamp(row.received_at, UTC),
             )
@@ -215,7 +217,7 @@ class SqlStore:
             if parked_again:
                 await conn.exec_driver_sql(self._driver_sql(parked_sql.UPDATE), parked_again)
             if record.journal:
-                dumps = orjson.dumps
+                dumps = encode_json
                 await conn.exec_driver_sql(
                     f"INSERT INTO {t.journal.name} (at, flow, message_id, correlation_id, event,"
                     f" step, detail) VALUES ({self._marks(7)})",
@@ -248,15 +250,15 @@ class SqlStore:
                 "error_class": letter.error_class,
                 "attempt": letter.attempt,
                 "payload": encode_payload(letter.payload),
-                "headers": orjson.dumps(letter.headers).decode(),
+                "headers": encode_json_text(letter.headers),
                 "source_position": None
                 if letter.source_position is None
-                else orjson.dumps(letter.source_position).decode(),
+                else encode_json_text(letter.source_position),
                 "detail": letter.detail,
                 "status": "open",
                 "first_failed_at": _epoch(letter.first_failed_at) or now,
                 "last_failed_at": now,
-                "history": orjson.dumps([*letter.history, history_entry(letter, now)]).decode(),
+                "history": encode_json_text([*letter.history, history_entry(letter, now)]),
             }
             for letter in letters
         ]
@@ -279,7 +281,7 @@ class SqlStore:
         if row is None:  # the entry was purged meanwhile: record the failure afresh
             (new_id,) = await self._insert_dead_letters(conn, [letter], now)
             return new_id
-        history = [*orjson.loads(row.history), history_entry(letter, now)]
+        history = [*decode_json(row.history), history_entry(letter, now)]
         await conn.execute(
             t.dead_letters.update()
             .where(t.dead_letters.c.id == letter.id)
@@ -292,7 +294,7 @@ class SqlStore:
                 detail=letter.detail,
                 flow_version=letter.flow_version,
                 last_failed_at=now,
-                history=orjson.dumps(history).decode(),
+                history=encode_json_text(history),
             )
         )
         return letter.id
@@ -420,15 +422,15 @@ class SqlStore:
                 error_class=row.error_class,
                 attempt=row.attempt,
                 payload=decode_payload(row.payload),
-                headers=orjson.loads(row.headers),
+                headers=decode_json(row.headers),
                 source_position=None
                 if row.source_position is None
-                else orjson.loads(row.source_position),
+                else decode_json(row.source_position),
                 detail=row.detail,
                 status=row.status,
                 first_failed_at=timestamp(row.first_failed_at),
                 last_failed_at=timestamp(row.last_failed_at),
-                history=orjson.loads(row.history),
+                history=decode_json(row.history),
             )
             for row in rows
         ]
@@ -461,7 +463,7 @@ class SqlStore:
                 flow=row.flow,
                 event=row.event,
                 step=row.step,
-                detail=None if row.detail is None else orjson.loads(row.detail),
+                detail=None if row.detail is None else decode_json(row.detail),
                 at=timestamp(row.at),
             )
             for row in rows

@@ -20,8 +20,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from dovetail.errors import StoreError
 from dovetail.store import kpi_sql, parked_sql
 from dovetail.store.base import (
@@ -33,7 +31,15 @@ from dovetail.store.base import (
     KpiRow,
     ParkedMessage,
 )
-from dovetail.store.codec import decode_payload, encode_payload, history_entry, timestamp
+from dovetail.store.codec import (
+    decode_json,
+    decode_payload,
+    encode_json,
+    encode_json_text,
+    encode_payload,
+    history_entry,
+    timestamp,
+)
 from dovetail.store.sqlite_migrations import migrate
 from dovetail.store.sqlite_thread import (
     Operation,
@@ -161,7 +167,7 @@ class SqliteStore:
     async def get_checkpoint(self, flow: str, key: str) -> dict[str, Any] | None:
         sql = 'SELECT value FROM dovetail_checkpoints WHERE flow = ? AND "key" = ?'
         row = await self._run(lambda c: c.execute(sql, (flow, key)).fetchone())
-        return None if row is None else dict(orjson.loads(row[0]))
+        return None if row is None else dict(decode_json(row[0]))
 
     async def put_checkpoint(self, flow: str, key: str, value: dict[str, Any]) -> None:
         sql = (
@@ -169,7 +175,7 @@ class SqliteStore:
             ' ON CONFLICT (flow, "key") DO UPDATE SET value = excluded.value,'
             " updated_at = excluded.updated_at"
         )
-        params = (flow, key, orjson.dumps(value).decode(), time.time())
+        params = (flow, key, encode_json_text(value), time.time())
         await self._write(lambda c: c.execute(sql, params))
 
     async def delete_checkpoint(self, flow: str, key: str) -> None:
@@ -183,7 +189,7 @@ class SqliteStore:
             "INSERT INTO dovetail_inbox (flow, payload, headers, ref, received_at)"
             " VALUES (?, ?, ?, ?, ?)"
         )
-        params = (flow, payload, orjson.dumps(headers).decode(), ref, time.time())
+        params = (flow, payload, encode_json_text(headers), ref, time.time())
         new_id = await self._write(lambda c: c.execute(sql, params).lastrowid)
         if new_id is None:
             raise StoreError("inbox insert returned no id")
@@ -200,7 +206,7 @@ class SqliteStore:
                 id=row_id,
                 flow=row_flow,
                 payload=bytes(payload),
-                headers=orjson.loads(headers),
+                headers=decode_json(headers),
                 ref=ref,
                 received_at=datetime.fromtimestamp(received_at, UTC),
             )
@@ -238,7 +244,7 @@ class SqliteStore:
         flow = record.flow
         replayed = record.replayed
         deliveries = [(flow, d.sink, d.key, d.message_id, now) for d in record.deliveries]
-        dumps = orjson.dumps
+        dumps = encode_json
         events = [
             (
                 now if e.at is None else e.at.timestamp(),
@@ -357,7 +363,7 @@ class SqliteStore:
                 flow=flow,
                 event=event,
                 step=step,
-                detail=None if detail is None else orjson.loads(detail),
+                detail=None if detail is None else decode_json(detail),
                 at=timestamp(at),
             )
             for message_id, correlation_id, flow, event, step, detail, at in rows
@@ -435,13 +441,13 @@ def _letter_row(letter: DeadLetter, now: float) -> _LetterRow:
         letter.error_class,
         letter.attempt,
         encode_payload(letter.payload),
-        orjson.dumps(letter.headers).decode(),
-        None if letter.source_position is None else orjson.dumps(letter.source_position).decode(),
+        encode_json_text(letter.headers),
+        None if letter.source_position is None else encode_json_text(letter.source_position),
         letter.detail,
         "open",
         (first.timestamp() if first is not None else None) or now,
         now,
-        orjson.dumps([*letter.history, history_entry(letter, now)]).decode(),
+        encode_json_text([*letter.history, history_entry(letter, now)]),
     )
 
 
@@ -474,7 +480,7 @@ def _reopen_letter(
     ).fetchone()
     if found is None:  # the entry was purged meanwhile: record the failure afresh
         return _insert_letter(connection, row)
-    history = [*orjson.loads(found[0]), history_entry(letter, now)]
+    history = [*decode_json(found[0]), history_entry(letter, now)]
     connection.execute(
         _REOPEN_LETTER,
         (
@@ -485,7 +491,7 @@ def _reopen_letter(
             letter.detail,
             letter.flow_version,
             now,
-            orjson.dumps(history).decode(),
+            encode_json_text(history),
             letter_id,
         ),
     )
@@ -499,11 +505,11 @@ def _dead_letter(row: Sequence[Any]) -> DeadLetter:
         **values
         | {
             "payload": decode_payload(bytes(values["payload"])),
-            "headers": orjson.loads(values["headers"]),
-            "source_position": None if source_position is None else orjson.loads(source_position),
+            "headers": decode_json(values["headers"]),
+            "source_position": None if source_position is None else decode_json(source_position),
             "first_failed_at": timestamp(values["first_failed_at"]),
             "last_failed_at": timestamp(values["last_failed_at"]),
-            "history": orjson.loads(values["history"]),
+            "history": decode_json(values["history"]),
         }
     )
 

@@ -8,12 +8,13 @@ import sys
 import anyio
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from dovetail.api import open_store, run_flow_async
+from dovetail.api import open_store
 from dovetail.cli import exit_codes
 from dovetail.cli.render import console, print_json, table
 from dovetail.config.loader import Project
 from dovetail.config.model import Flow
-from dovetail.runtime.runner import FlowRunner, ProgressFn, RunSummary, first_error
+from dovetail.runtime.runner import ProgressFn, RunSummary, first_error
+from dovetail.runtime.supervisor import FlowSupervisor
 from dovetail.store.base import Store
 
 
@@ -57,6 +58,10 @@ def print_summaries(summaries: list[RunSummary], *, as_json: bool) -> None:
             "parked messages wait in the store for their next attempt:"
             " `dovetail dlq parked` lists them; a running flow sends them when due"
         )
+    for s in summaries:
+        if s.error is not None:
+            restarted = f" (restarted {s.restarts} time(s))" if s.restarts else ""
+            console.print(f"flow {s.flow} failed{restarted}: {s.error}")
     reasons = [(s.flow, r, n) for s in summaries for r, n in s.reasons.most_common()]
     if reasons:
         table("dead-letter reasons", ["flow", "reason", "count"], reasons)
@@ -67,7 +72,7 @@ async def run_flows(
 ) -> list[RunSummary]:
     """Run ``flows`` concurrently on the project's store; SIGINT/SIGTERM drain and stop."""
     store = await open_store(project)
-    runners: list[FlowRunner] = []
+    runners: list[FlowSupervisor] = []
     summaries: list[RunSummary] = []
     bar = (
         Progress(
@@ -106,10 +111,11 @@ async def _run_all(
     store: Store,
     once: bool,
     on_progress: ProgressFn,
-    runners: list[FlowRunner],
+    runners: list[FlowSupervisor],
     summaries: list[RunSummary],
 ) -> None:
-    """All flows in one task group, with a signal watcher that drains them."""
+    """All flows in one task group, each under its supervisor (a crashed flow restarts or
+    stops alone), with a signal watcher that drains them."""
     async with anyio.create_task_group() as group:
 
         async def watch_signals() -> None:
@@ -119,15 +125,9 @@ async def _run_all(
                         runner.stop()
 
         async def one(flow: Flow) -> None:
-            summaries.append(
-                await run_flow_async(
-                    flow,
-                    store=store,
-                    once=once,
-                    on_progress=on_progress,
-                    runner_ready=runners,
-                )
-            )
+            supervisor = FlowSupervisor(flow, store=store, once=once, on_progress=on_progress)
+            runners.append(supervisor)
+            summaries.append(await supervisor.run())
 
         group.start_soon(watch_signals)
         async with anyio.create_task_group() as flows_group:
@@ -137,6 +137,9 @@ async def _run_all(
 
 
 def exit_code_for(summaries: list[RunSummary]) -> int:
+    """1 when a flow failed (even if restarted), else 3 when messages were dead-lettered."""
+    if any(s.error is not None for s in summaries):
+        return exit_codes.RUNTIME_FAILURE
     return exit_codes.SOME_FAILED if any(s.dead_lettered for s in summaries) else exit_codes.OK
 
 
