@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench docs schema clean
+.PHONY: demo test fuzz-api lint typecheck bench docs schema clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/python -m dovetail.docgen --check
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# schemathesis against `dovetail run` of examples/api: >= 10,000 requests, no 5xx, no exit,
+# no 2xx without the right API key (src/dovetail/testing/api_fuzz.py)
+fuzz-api: $(STAMP)
+	$(BIN)/python -m dovetail.testing.api_fuzz examples/api --requests 10000
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples

@@ -316,6 +316,7 @@ source:
     openapi: schemas/orders-api.yaml
     operation: getOrder
     base_path: /v1
+    auth: {key: [k-1]}
 sink:
   file: {path: out/orders.jsonl, format: jsonl}
 """
@@ -339,7 +340,7 @@ def test_operation_without_body_gets_typed_parameters_and_security_is_checked(
     assert [a.status_code for a in answers] == [200, 401, 400]
     assert answers[0].json() == {"order_id": 42, "verbose": True}
     assert sink.received == [{"order_id": 42, "verbose": True}]
-    assert "x-api-key" in sink.envelopes[0].headers  # only authorization and cookies dropped
+    assert "x-api-key" not in sink.envelopes[0].headers  # credentials stay out of the message
     assert answers[2].json()["errors"][0]["in"] == "path"
     assert answers[2].json()["errors"][0]["pointer"] == "order_id"
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
-from dovetail.config.fields import JsonataExpr, ProjectFile
+from dovetail.config.fields import JsonataExpr, ProjectFile, project_dir_of
 from dovetail.config.types import Duration
+from dovetail.connectors.api.contract import ContractError, read_security
+from dovetail.connectors.api.credentials import auth_problems
 from dovetail.connectors.http.server import ServerConfig
 from dovetail.plugins.spec import ComponentConfig
 
@@ -25,6 +28,12 @@ class ApiConfig(ComponentConfig):
     """The OpenAPI 3 document (YAML or JSON) of the project that defines the operation."""
     operation: str
     """The `operationId` served; its path, method, parameters and request body are checked."""
+    auth: dict[str, list[SecretStr]] = Field(default_factory=dict, validate_default=True)
+    """The secrets each security scheme of the operation accepts, by the scheme's name in
+    `components.securitySchemes`: API keys for an `apiKey` scheme (header, query or cookie),
+    tokens for `http bearer`, `user:password` for `http basic`; use `${secret:NAME}`. List
+    several to rotate a secret. Every scheme the operation's `security` names must be given
+    one; other scheme types (OAuth2, OpenID Connect) cannot be served."""
     host: str = "127.0.0.1"
     """Interface to listen on; `0.0.0.0` to accept requests from other machines."""
     port: int = Field(default=0, ge=0, le=65535)
@@ -47,6 +56,27 @@ class ApiConfig(ComponentConfig):
     """Most concurrent requests handed to the flow as one batch."""
     server: ServerConfig = ServerConfig()
     """Limits of the embedded HTTP server: connection cap, header, body and idle timeouts."""
+
+    @field_validator("auth")
+    @classmethod
+    def _check_auth(
+        cls, value: dict[str, list[SecretStr]], info: ValidationInfo
+    ) -> dict[str, list[SecretStr]]:
+        root = project_dir_of(info)
+        if root is None or "openapi" not in info.data or "operation" not in info.data:
+            return value
+        spec_file = Path(info.data["openapi"])
+        try:
+            security = read_security(
+                spec_file if spec_file.is_absolute() else root / spec_file, info.data["operation"]
+            )
+        except ContractError:
+            return value  # the source names the problem when it starts
+        plain = {name: [s.get_secret_value() for s in secrets] for name, secrets in value.items()}
+        problems = auth_problems(security, plain, info.data["operation"])
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
 
     @field_validator("base_path")
     @classmethod

@@ -4,20 +4,28 @@ This is the one module that imports ``openapi_core`` (the ``api`` extra), lazily
 is reduced to the chosen operation's path and served relative to ``/``, so a request is
 checked against exactly that operation, whatever ``servers`` the file declares. Each
 violation becomes a ``Violation`` (where, what) for the RFC 9457 ``errors`` list.
+
+The operation's ``security`` is read here (``OperationSecurity``) but taken out of what
+openapi-core sees: it only checks that credentials are present, while ``credentials.py``
+checks their values against the configured secrets.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import structlog
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from dovetail.errors import DovetailError, MissingExtraError
+
+log = structlog.get_logger(__name__)
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
@@ -30,9 +38,9 @@ class ContractError(DovetailError):
 class Violation:
     """One way a request or response breaks the contract.
 
-    ``location`` is ``body``, ``path``, ``query``, ``header``, ``cookie``, ``security`` or
-    ``response``; ``pointer`` a JSON Pointer into the body (``/items/0/qty``) or the
-    parameter name.
+    ``location`` is ``body``, ``path``, ``query``, ``header``, ``cookie``, ``request`` (the
+    request could not be checked at all) or ``response``; ``pointer`` a JSON Pointer into the
+    body (``/items/0/qty``) or the parameter name.
     """
 
     location: str
@@ -55,10 +63,36 @@ class CheckedRequest:
     path: dict[str, Any]
     query: dict[str, Any]
 
+
+@dataclass(frozen=True, slots=True)
+class SecurityScheme:
+    """One ``components.securitySchemes`` entry an operation names.
+
+    ``kind`` is ``api_key``, ``bearer`` or ``basic`` for the schemes the ``api`` source checks,
+    ``None`` for any other (OAuth2, OpenID Connect, mutual TLS, other HTTP schemes).
+    """
+
+    name: str
+    kind: str | None
+    description: str
+    location: str = ""
+    """Where an API key travels: ``header``, ``query`` or ``cookie``."""
+    parameter: str = ""
+    """The header, query parameter or cookie that carries an API key."""
+
+
+@dataclass(frozen=True, slots=True)
+class OperationSecurity:
+    """What an operation's ``security`` asks for: any one requirement, each needing all of
+    its schemes (an empty requirement lets anonymous callers in)."""
+
+    requirements: tuple[tuple[str, ...], ...]
+    schemes: dict[str, SecurityScheme]
+
     @property
-    def unauthorized(self) -> bool:
-        """True when the only problem is missing or wrong credentials."""
-        return bool(self.violations) and all(v.location == "security" for v in self.violations)
+    def required(self) -> bool:
+        """True unless the operation lets every caller in."""
+        return bool(self.requirements) and all(self.requirements)
 
 
 class RequestView:
@@ -88,11 +122,20 @@ class RequestView:
 class ResponseView:
     """What openapi-core reads from an outgoing response (its ``Response`` protocol)."""
 
-    def __init__(self, status_code: int, data: bytes | None, content_type: str) -> None:
+    def __init__(
+        self,
+        status_code: int,
+        data: bytes | None,
+        content_type: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        from starlette.datastructures import Headers
+
         self.status_code = status_code
         self.data = data
         self.content_type = content_type
-        self.headers: dict[str, str] = {"content-type": content_type}
+        self.headers = Headers({**(headers or {}), "content-type": content_type})
+        """Every header the answer carries, looked up case-insensitively."""
 
 
 class OperationContract:
@@ -107,6 +150,8 @@ class OperationContract:
             ) from None
         document = _load(spec_file)
         path, method, reduced = _reduce(document, operation_id, spec_file)
+        self.security = _security(document, operation_id, spec_file)
+        """The operation's security requirements and schemes, checked by ``CredentialCheck``."""
         self.path_template = path
         """The operation's path as the spec writes it (``/orders/{order_id}``)."""
         self.method = method.upper()
@@ -119,20 +164,100 @@ class OperationContract:
             ) from None
 
     def check_request(self, request: RequestView) -> CheckedRequest:
-        """Validate ``request``; typed path and query parameters when it is valid."""
-        result = self._openapi.unmarshal_request(request)
+        """Validate ``request``; typed path and query parameters when it is valid.
+
+        Never raises: whatever openapi-core raises on a request (a value it cannot cast, a
+        document it cannot walk) becomes one violation, so the caller answers 400.
+        """
+        try:
+            result = self._openapi.unmarshal_request(request)
+        except Exception as exc:  # openapi-core's error types are many and unstable
+            log.warning("api request could not be checked", error=type(exc).__name__)
+            detail = "the request could not be checked against the operation"
+            return CheckedRequest(violations=[Violation("request", detail)], path={}, query={})
         violations = [v for error in result.errors for v in _violations(error, "request")]
         parameters = result.parameters
-        return CheckedRequest(
-            violations=violations,
-            path=_plain(dict(parameters.path)) if parameters else {},
-            query=_plain(dict(parameters.query)) if parameters else {},
-        )
+        path = _plain(dict(parameters.path)) if parameters else {}
+        query = _plain(dict(parameters.query)) if parameters else {}
+        # openapi-core casts "nan", "inf" and "1e999" to floats; JSON has no such numbers
+        for where, values in (("path", path), ("query", query)):
+            for name, value in values.items():
+                items = value if isinstance(value, list) else [value]
+                if any(isinstance(v, float) and not math.isfinite(v) for v in items):
+                    detail = f"{name}: {value!r} is not a finite number"
+                    violations.append(Violation(where, detail, name))
+        return CheckedRequest(violations=violations, path=path, query=query)
 
     def check_response(self, request: RequestView, response: ResponseView) -> list[Violation]:
         """Violations of the operation's response schema by ``response`` (empty: it conforms)."""
-        result = self._openapi.unmarshal_response(request, response)
+        try:
+            result = self._openapi.unmarshal_response(request, response)
+        except Exception as exc:  # as in check_request: a violation, never a traceback
+            return [Violation("response", f"the response could not be checked: {exc}")]
         return [v for error in result.errors for v in _violations(error, "response")]
+
+
+def read_security(spec_file: Path, operation_id: str) -> OperationSecurity:
+    """The security ``operation_id`` declares in ``spec_file`` (no openapi-core needed).
+
+    Raises ``ContractError`` when the file cannot be read, lacks the operation, or names a
+    scheme it does not define.
+    """
+    return _security(_load(spec_file), operation_id, spec_file)
+
+
+def _security(document: dict[str, Any], operation_id: str, spec_file: Path) -> OperationSecurity:
+    operation: dict[str, Any] = {}
+    for item in (document.get("paths") or {}).values():
+        for method in HTTP_METHODS if isinstance(item, dict) else ():
+            found = item.get(method)
+            if isinstance(found, dict) and found.get("operationId") == operation_id:
+                operation = found
+    raw = operation["security"] if "security" in operation else document.get("security", [])
+    if not isinstance(raw, list) or not all(isinstance(entry, dict) for entry in raw):
+        raise ContractError(f"{spec_file.name}: security of {operation_id!r} is not a list")
+    requirements = tuple(tuple(str(name) for name in entry) for entry in raw)
+    components = document.get("components") or {}
+    defined = components.get("securitySchemes") or {} if isinstance(components, dict) else {}
+    schemes: dict[str, SecurityScheme] = {}
+    for name in sorted({name for names in requirements for name in names}):
+        scheme = _resolve(document, defined.get(name) if isinstance(defined, dict) else None)
+        if not isinstance(scheme, dict):
+            raise ContractError(
+                f"{spec_file.name}: {operation_id!r} requires security scheme {name!r},"
+                " which components.securitySchemes does not define"
+            )
+        schemes[name] = _scheme(name, scheme)
+    return OperationSecurity(requirements, schemes)
+
+
+def _resolve(document: dict[str, Any], node: Any) -> Any:
+    """Follow local ``$ref``s (``#/components/...``) to the node they point at."""
+    seen = 0
+    while isinstance(node, dict) and isinstance(node.get("$ref"), str) and seen < 32:
+        ref = node["$ref"]
+        if not ref.startswith("#/"):
+            return None
+        node = document
+        for part in ref[2:].split("/"):
+            part = part.replace("~1", "/").replace("~0", "~")
+            node = node.get(part) if isinstance(node, dict) else None
+        seen += 1
+    return node
+
+
+def _scheme(name: str, scheme: dict[str, Any]) -> SecurityScheme:
+    kind = str(scheme.get("type", ""))
+    if kind == "apiKey":
+        where, parameter = str(scheme.get("in", "")), str(scheme.get("name", ""))
+        description = f"apiKey in {where} {parameter}"
+        if where in ("header", "query", "cookie") and parameter:
+            return SecurityScheme(name, "api_key", description, where, parameter)
+        return SecurityScheme(name, None, description)
+    if kind == "http":
+        http = str(scheme.get("scheme", "")).lower()
+        return SecurityScheme(name, http if http in ("bearer", "basic") else None, f"http {http}")
+    return SecurityScheme(name, None, kind or "a scheme without a type")
 
 
 def _load(spec_file: Path) -> dict[str, Any]:
@@ -164,10 +289,15 @@ def _reduce(
             if operation.get("operationId") == operation_id:
                 reduced = copy.deepcopy(document)
                 kept = {k: v for k, v in item.items() if k not in ("servers", *HTTP_METHODS)}
-                kept[method] = {k: v for k, v in operation.items() if k != "servers"}
+                # credentials are checked by CredentialCheck against configured secrets;
+                # openapi-core would only check that they are present
+                kept[method] = {
+                    k: v for k, v in operation.items() if k not in ("servers", "security")
+                }
                 reduced["paths"] = {path: copy.deepcopy(kept)}
                 reduced["servers"] = [{"url": "/"}]
                 reduced.pop("webhooks", None)
+                reduced.pop("security", None)
                 return str(path), method, reduced
             if operation.get("operationId"):
                 found.append(str(operation["operationId"]))
@@ -183,14 +313,11 @@ def _violations(error: BaseException, side: str) -> Iterable[Violation]:
     from openapi_core.validation.request.exceptions import (
         MissingRequestBodyError,
         ParameterValidationError,
-        SecurityValidationError,
     )
 
     cause = error.__cause__
     schema_errors = getattr(cause, "schema_errors", None)
-    if isinstance(error, SecurityValidationError):
-        yield Violation("security", "missing or invalid credentials")
-    elif isinstance(error, ParameterValidationError):
+    if isinstance(error, ParameterValidationError):
         where, name = error.location, error.name
         if schema_errors:
             for item in schema_errors:

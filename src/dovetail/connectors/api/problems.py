@@ -14,6 +14,8 @@ from dovetail.connectors.api.contract import Violation
 PROBLEM_TYPES = {
     400: "invalid-request",
     401: "unauthorized",
+    404: "not-found",
+    405: "method-not-allowed",
     413: "payload-too-large",
     422: "message-rejected",
     500: "response-contract-violation",

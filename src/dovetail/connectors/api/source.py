@@ -1,8 +1,11 @@
 """``api`` source: a synchronous request/response endpoint defined by one OpenAPI operation.
 
-Request path: size limit (413), the OpenAPI check of path, query, headers, security and body
-(400, or 401 for credentials; RFC 9457 problem+json listing every violation), then the
-message goes to the flow and the caller waits until it is *settled*:
+Request path: declared size (413), credentials against the configured secrets (401, before
+the body is read), the body read within ``max_body_bytes`` (413) and checked to be UTF-8 JSON
+within ``max_depth`` (400) before openapi-core sees it, then the OpenAPI check of path, query,
+headers and body (400; RFC 9457 problem+json listing every violation). Each of these answers
+carries ``x-correlation-id`` and ``x-request-id``. Then the message goes to the flow and the
+caller waits until it is *settled*:
 
 - delivered (or filtered out): 2xx with ``response.body`` mapped from the final payload and
   checked against the operation's response schema (a mismatch is logged and answers 500);
@@ -23,7 +26,9 @@ send it again); otherwise the mapped response.
 
 from __future__ import annotations
 
+import json
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +37,7 @@ import orjson
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -43,6 +49,7 @@ from dovetail.connectors.api.contract import (
     ResponseView,
     Violation,
 )
+from dovetail.connectors.api.credentials import CredentialCheck
 from dovetail.connectors.api.problems import problem_response
 from dovetail.connectors.http.server import EmbeddedServer, bind_listener
 from dovetail.core.ack import Settlement
@@ -86,6 +93,12 @@ class ApiSource:
         self._flow = context.flow
         self._once = context.once
         self.contract = OperationContract(context.resolve(config.openapi), config.operation)
+        secrets = {
+            name: [secret.get_secret_value() for secret in values]
+            for name, values in config.auth.items()
+        }
+        self._credentials = CredentialCheck(self.contract.security, secrets, config.operation)
+        self._dropped_headers = _DROPPED_HEADERS | self._credentials.credential_headers
         body = config.response.body
         self._response_body: Expression | None = compile_expression(body) if body else None
         self._socket: socket.socket | None = None
@@ -140,7 +153,28 @@ class ApiSource:
     def app(self) -> Starlette:
         """The ASGI app serving the operation (also usable under another server)."""
         route = Route(self.route_path, self._receive, methods=[self.contract.method])
-        return Starlette(routes=[route])
+        handlers = {HTTPException: self._refused, Exception: self._failed}
+        return Starlette(routes=[route], exception_handlers=handlers)
+
+    async def _refused(self, request: Request, exc: Exception) -> Response:
+        """404, 405 and other answers of the router, as problems carrying the ids."""
+        status, detail = 400, str(exc)
+        if isinstance(exc, HTTPException):
+            status, detail = exc.status_code, exc.detail
+        if status in (404, 405):
+            detail = f"only {self.contract.method} {self.route_path} is served here"
+        headers = {**(getattr(exc, "headers", None) or {}), **_ids(request)}
+        return problem_response(status, detail, headers=headers)
+
+    async def _failed(self, request: Request, exc: Exception) -> Response:
+        """A bug, not the caller's fault: a 500 problem with the ids, no traceback."""
+        log.error("api request failed", flow=self._flow, error=repr(exc))
+        return problem_response(
+            500,
+            "internal error; the request was not processed",
+            headers=_ids(request),
+            type="urn:dovetail:problem:internal-error",
+        )
 
     async def _pump(self, receive: MemoryObjectReceiveStream[_Call], emit: Emit) -> None:
         async for first in receive:
@@ -160,31 +194,39 @@ class ApiSource:
             self._socket = None
 
     async def _receive(self, request: Request) -> Response:
+        ids = _ids(request)
         limit = self.config.max_body_bytes
+        too_large = f"the body is larger than {limit} bytes"
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            return problem_response(413, f"the body is larger than {limit} bytes")
+        if declared.isascii() and declared.isdigit() and int(declared) > limit:
+            return problem_response(413, too_large, headers=ids)
+        denial = self._credentials.check(request.headers, request.query_params, request.cookies)
+        if denial is not None:
+            headers = dict(ids)
+            if denial.challenge:
+                headers["www-authenticate"] = denial.challenge
+            return problem_response(401, denial.detail, headers=headers)
         chunks = bytearray()
         async for chunk in request.stream():
             chunks += chunk
             if len(chunks) > limit:
-                return problem_response(413, f"the body is larger than {limit} bytes")
+                return problem_response(413, too_large, headers=ids)
         body = bytes(chunks)
+        # Dovetail's own checks come first: openapi-core must never see a body that is not
+        # UTF-8 JSON within max_depth (it would recurse into it or fail to decode it)
+        try:
+            parsed = self._parse(body)
+        except ValueError as exc:
+            return problem_response(400, str(exc), headers=ids)
         view = self._view(request, body)
         checked = self.contract.check_request(view)
-        if checked.unauthorized:
-            return problem_response(401, "missing or invalid credentials")
         if checked.violations:
             count = len(checked.violations)
             detail = f"the request does not match operation {self.config.operation!r}"
             return problem_response(
-                400, f"{detail} ({count} violation(s))", errors=checked.violations
+                400, f"{detail} ({count} violation(s))", errors=checked.violations, headers=ids
             )
-        try:
-            parsed = self._parse(body)
-        except ValueError as exc:
-            return problem_response(400, str(exc))
-        envelope = self._envelope(request, parsed, checked.path, checked.query)
+        envelope = self._envelope(request, parsed, checked.path, checked.query, ids)
         call = _Call(envelope)
         return await self._await_outcome(call, view)
 
@@ -203,11 +245,19 @@ class ApiSource:
         )
 
     def _parse(self, body: bytes) -> Any:
+        """The JSON body (``None`` when empty); ``ValueError`` saying what is wrong with it."""
         if not body:
             return None
         try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"the body is not valid UTF-8 (byte {exc.start})") from None
+        try:
             value = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
+            if "depth limit" in str(exc):  # orjson stops past 1024 levels, above max_depth
+                depth = self.config.max_depth
+                raise ValueError(f"the body is nested deeper than {depth} levels") from None
             raise ValueError(f"the body is not valid JSON: {exc}") from None
         depth = self.config.max_depth
         if nesting_depth(value, depth) > depth:
@@ -215,12 +265,16 @@ class ApiSource:
         return value
 
     def _envelope(
-        self, request: Request, body: Any, path: dict[str, Any], query: dict[str, Any]
+        self,
+        request: Request,
+        body: Any,
+        path: dict[str, Any],
+        query: dict[str, Any],
+        ids: dict[str, str],
     ) -> Envelope:
-        incoming = {key.lower(): value for key, value in request.headers.items()}
-        correlation_id = correlation_id_from_headers(incoming)
-        request_id = uuid7()
-        headers = {k: v for k, v in incoming.items() if k not in _DROPPED_HEADERS}
+        correlation_id, request_id = ids["x-correlation-id"], ids["x-request-id"]
+        incoming = _lowered(request.headers)
+        headers = {k: v for k, v in incoming.items() if k not in self._dropped_headers}
         headers["x-correlation-id"] = correlation_id
         headers["x-request-id"] = request_id
         if self.config.payload == "request":
@@ -296,12 +350,12 @@ class ApiSource:
             )
         try:
             body = self._map_response(envelope)
-        except (MappingFailed, TypeError) as exc:
+            data = None if body is None else _dump_json(body)
+        except (MappingFailed, TypeError, ValueError) as exc:
             return self._contract_broken(envelope, [Violation("response", str(exc))], ids)
         status = self.config.response.status
-        data = None if body is None else orjson.dumps(body)
         violations = self.contract.check_response(
-            view, ResponseView(status, data, "application/json")
+            view, ResponseView(status, data, "application/json", headers=ids)
         )
         if violations:
             return self._contract_broken(envelope, violations, ids)
@@ -340,6 +394,26 @@ class ApiSource:
         )
 
 
+def _dump_json(value: Any) -> bytes:
+    """``value`` as JSON; integers past 64 bits (which orjson refuses) through ``json``."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def _ids(request: Request) -> dict[str, str]:
+    """The answer headers naming a request: its correlation id and a new request id."""
+    return {
+        "x-correlation-id": correlation_id_from_headers(_lowered(request.headers)),
+        "x-request-id": uuid7(),
+    }
+
+
+def _lowered(headers: Mapping[str, str]) -> dict[str, str]:
+    return {key.lower(): value for key, value in headers.items()}
+
+
 SPEC = ComponentSpec(
     kind="source",
     name="api",
@@ -349,11 +423,14 @@ SPEC = ComponentSpec(
     summary="Serve an OpenAPI operation: validate, run the flow, answer with its outcome.",
     description=(
         "Listens on `host:port` for the operation named `operation` in the project's"
-        " OpenAPI 3 document (its path under `base_path`, its method). Each request is"
-        " checked against the operation (parameters, body, security schemes); a violation is"
-        " answered `400` as RFC 9457 `application/problem+json` with an `errors` list naming"
-        " each violation (`in`, `pointer`, `detail`), missing credentials `401`, a body over"
-        " `max_body_bytes` `413`.\n\n"
+        " OpenAPI 3 document (its path under `base_path`, its method). Credentials of the"
+        " operation's security schemes (apiKey, http bearer, http basic) are compared in"
+        " constant time with the secrets in `auth`: missing or wrong ones get `401`; a scheme"
+        " without secrets is a lint error. A body over `max_body_bytes` gets `413`; one that is"
+        " not UTF-8 JSON within `max_depth` levels `400`. The rest of the request (parameters,"
+        " body schema) is checked against the operation; a violation is answered `400` as RFC"
+        " 9457 `application/problem+json` with an `errors` list naming each violation (`in`,"
+        " `pointer`, `detail`).\n\n"
         "A valid request becomes a message and the caller waits while the flow's steps and"
         " sinks run. Once the message is settled the caller gets: the `response.status` with"
         " `response.body` (JSONata over the final payload) when it was delivered or filtered"
@@ -368,6 +445,8 @@ SPEC = ComponentSpec(
     examples=[
         "api:\n  openapi: schemas/orders-api.yaml\n  operation: createOrder\n  port: 8080\n"
         '  response: {status: 201, body: \'{"order_id": order_id, "status": "accepted"}\'}',
+        "api:\n  openapi: schemas/orders-api.yaml\n  operation: getOrder\n  port: 8080\n"
+        "  auth:\n    key: ['${secret:ORDERS_API_KEY}', '${secret:ORDERS_API_KEY_NEXT}']",
     ],
     extra="api",
     modules=("openapi_core",),

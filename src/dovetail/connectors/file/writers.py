@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,7 +28,20 @@ def encode_json(payload: Any, *, indent: bool = False) -> bytes:
     try:
         return orjson.dumps(payload, option=option)
     except (orjson.JSONEncodeError, TypeError) as exc:
+        if "64-bit" not in str(exc):
+            raise PermanentError(f"payload cannot be written as JSON: {exc}") from None
+    # orjson refuses integers past 64 bits, which JSON allows and sources accept
+    try:
+        text = json.dumps(
+            payload,
+            ensure_ascii=False,
+            allow_nan=False,
+            indent=2 if indent else None,
+            separators=None if indent else (",", ":"),
+        )
+    except (TypeError, ValueError) as exc:
         raise PermanentError(f"payload cannot be written as JSON: {exc}") from None
+    return text.encode("utf-8") + b"\n"
 
 
 def _csv_value(name: str, value: Any) -> str:
