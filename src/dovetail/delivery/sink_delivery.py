@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import anyio
@@ -20,11 +19,12 @@ import structlog
 from aiolimiter import AsyncLimiter
 
 from dovetail.core.component import Sink
+from dovetail.core.delivery import DeliveryResult, Parked
 from dovetail.core.envelope import Envelope
 from dovetail.core.steps import mark_failed
 from dovetail.delivery.circuit import CircuitBreaker
 from dovetail.delivery.clock import Clock, SystemClock
-from dovetail.delivery.parking import Parked, ParkingLot
+from dovetail.delivery.parking import ParkingLot
 from dovetail.delivery.retry import RetryPolicy
 from dovetail.errors import TransientError
 from dovetail.observability.events import FlowObserver
@@ -35,19 +35,6 @@ log = structlog.get_logger("dovetail.delivery")
 
 IDEMPOTENCY_HEADER = "idempotency-key"
 ORDERING_HEADER = "x-dovetail-ordering-key"
-
-
-@dataclass(slots=True)
-class DeliveryResult:
-    """What happened to a batch at one sink."""
-
-    delivered: list[Envelope] = field(default_factory=list)
-    duplicates: list[Envelope] = field(default_factory=list)
-    failed: list[Envelope] = field(default_factory=list)
-    parked: list[Parked] = field(default_factory=list)
-    """Messages whose next wait is long: parked in the store until their due time."""
-    retries: int = 0
-    seconds: float = 0.0
 
 
 class SinkDelivery:

@@ -34,11 +34,12 @@ import structlog
 from anyio.abc import ObjectReceiveStream
 
 from dovetail.core.component import StepOutcome
+from dovetail.core.delivery import DeliveryResult
 from dovetail.core.envelope import Envelope
 from dovetail.core.steps import mark_failed
 from dovetail.delivery.dead_letter import dead_letter_from
 from dovetail.delivery.parking import LEASE_SECONDS, POLL_SECONDS, envelope_of, parked_message
-from dovetail.delivery.sink_delivery import IDEMPOTENCY_HEADER, DeliveryResult
+from dovetail.delivery.sink_delivery import IDEMPOTENCY_HEADER
 from dovetail.errors import PermanentError
 from dovetail.observability.events import FlowObserver, group, installed_for
 from dovetail.observability.masking import MaskPolicy, use_policy
