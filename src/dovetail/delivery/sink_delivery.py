@@ -11,13 +11,14 @@ in flight, so same-key messages reach the sink in source order even across retri
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import anyio
 import structlog
 from aiolimiter import AsyncLimiter
 
+from dovetail.core.attempts import Attempt, cause_of
 from dovetail.core.component import Sink
 from dovetail.core.delivery import DeliveryResult, Parked
 from dovetail.core.envelope import Envelope
@@ -32,6 +33,9 @@ from dovetail.observability.masking import policy_for
 from dovetail.store.base import Store
 
 log = structlog.get_logger("dovetail.delivery")
+
+Confirmed = Callable[[Sequence[Envelope]], Awaitable[None]]
+"""Told of messages the sink confirmed, before their concurrency slot is given back."""
 
 IDEMPOTENCY_HEADER = "idempotency-key"
 ORDERING_HEADER = "x-dovetail-ordering-key"
@@ -77,13 +81,29 @@ class SinkDelivery:
     def step_name(self) -> str:
         return f"sink:{self.name}"
 
-    async def deliver(self, batch: Sequence[Envelope], *, redrive: bool = False) -> DeliveryResult:
+    async def deliver(
+        self,
+        batch: Sequence[Envelope],
+        *,
+        redrive: bool = False,
+        confirmed: Confirmed | None = None,
+        batch_timeout: float | None = None,
+    ) -> DeliveryResult:
         """Deliver ``batch``; see the module docstring for the contract.
 
         ``redrive``: the batch is parked messages taken by the retry pump; they continue their
         attempt count and are not queued behind themselves.
+
+        ``confirmed`` is awaited with the messages the sink has just confirmed, before their
+        concurrency slot is given back (see ``_write``): the runner records their delivery
+        there, so at most the messages in flight are unrecorded at any moment.
+
+        ``batch_timeout``: with parking, a retry wait that would end later than this many
+        seconds after the call started is parked instead of waited for, so the messages still
+        retrying do not hold the batch.
         """
         started = time.perf_counter()
+        deadline = None if batch_timeout is None else self.clock.monotonic() + batch_timeout
         result = DeliveryResult()
         followers: dict[str, list[Envelope]] = {}
         pending = await self._skip_delivered(batch, result, followers)
@@ -99,12 +119,13 @@ class SinkDelivery:
                 probe = await self.breaker.wait_until_allowed(self.clock)
                 self._circuit_moved(before, self.breaker.state)
             sending = self._sendable(pending, probe)
-            outcomes = await self._write(sending)
+            for envelope in sending:
+                envelope.attempt = tries[id(envelope)] = tries.get(id(envelope), 0) + 1
+            outcomes = await self._write(sending, confirmed)
             retry: set[int] = set()
             retry_after: float | None = None
             delivered_any = transient_any = False
             for envelope, error in zip(sending, outcomes, strict=True):
-                envelope.attempt = tries[id(envelope)] = tries.get(id(envelope), 0) + 1
                 if error is None:
                     result.delivered.append(envelope)
                     delivered_any = True
@@ -126,6 +147,7 @@ class SinkDelivery:
                 )
                 self._circuit_moved(before, self.breaker.state)
             sent = {id(e) for e in sending}
+            failures = {id(e): err for e, err in zip(sending, outcomes, strict=True) if err}
             pending = [e for e in pending if id(e) in retry or id(e) not in sent]
             if retry:
                 result.retries += len(retry)
@@ -133,14 +155,26 @@ class SinkDelivery:
                 if self.breaker is None or self.breaker.state != "open":
                     worst = max(tries[i] for i in retry)
                     wait = self.policy.backoff(worst, retry_after)
-                parking = self.parking is not None and wait > self.parking.park_after
-                self._retrying([e for e in pending if id(e) in retry], wait, parking)
-                if self.parking is not None and wait > self.parking.park_after:
+                parking = self.parking is not None and (
+                    wait > self.parking.park_after
+                    or (deadline is not None and self.clock.monotonic() + wait > deadline)
+                )
+                retrying = [e for e in pending if id(e) in retry]
+                self._retrying(retrying, wait, parking)
+                if parking:
                     self._park(pending, wait, result)
                     break
-                for envelope in pending:
-                    if id(envelope) in retry:
-                        envelope.failure = None
+                for envelope in retrying:
+                    error = failures[id(envelope)]
+                    envelope.attempts.append(
+                        Attempt(
+                            attempt=envelope.attempt,
+                            cause=cause_of(error),
+                            error_class=type(error).__name__,
+                            retry_in=wait,
+                        )
+                    )
+                    envelope.failure = None
                 if wait > 0.0:
                     await self.clock.sleep(wait)
         if followers:
@@ -266,31 +300,51 @@ class SinkDelivery:
             pending.append(envelope)
         return pending
 
-    async def _write(self, batch: list[Envelope]) -> list[BaseException | None]:
+    async def _write(
+        self, batch: list[Envelope], confirmed: Confirmed | None = None
+    ) -> list[BaseException | None]:
+        """Write ``batch``; per message ``None`` (confirmed) or its failure.
+
+        A sink that sends one request per message (it has a ``concurrency`` option, or a rate
+        limit applies) gets one write per message, overlapping, within the sink's
+        concurrency slots (shared by the flow's workers); each confirmed message is passed to
+        ``confirmed`` before its slot is given back, so the messages confirmed but not yet
+        recorded never outnumber the slots. Any other sink gets the batch in one write, and
+        its confirmed messages are passed to ``confirmed`` together.
+        """
         limiter = self._limiter
-        if limiter is None:
-            return await self._write_once(batch)
-        # rate-limited: each message takes its token just before it is written, and the
-        # writes overlap. A message first takes one of the sink's concurrency slots (shared by
-        # the flow's workers), then its token: a token is never held while the request waits
-        # for a connection, so requests freed by a slow answer cannot reach the partner in a
+        concurrency = _concurrency_of(self.sink)
+        if limiter is None and concurrency is None:
+            outcomes = await self._write_once(batch)
+            done = [e for e, error in zip(batch, outcomes, strict=True) if error is None]
+            if confirmed is not None and done:
+                await confirmed(done)
+            return outcomes
+        # each message takes one of the sink's concurrency slots, then (rate-limited) its
+        # token just before it is written: a token is never held while the request waits for
+        # a connection, so requests freed by a slow answer cannot reach the partner in a
         # burst above the rate.
         if self._slots is None:
-            self._slots = anyio.CapacityLimiter(_concurrency_of(self.sink))
+            self._slots = anyio.CapacityLimiter(concurrency or _UNBOUNDED_WRITES)
         slots = self._slots
-        outcomes: list[BaseException | None] = [None] * len(batch)
+        outcomes = [None] * len(batch)
         waited = [0.0]
 
         async def one(index: int, envelope: Envelope) -> None:
             async with slots:
-                began = time.perf_counter()
-                await limiter.acquire()
-                waited[0] += time.perf_counter() - began
+                if limiter is not None:
+                    began = time.perf_counter()
+                    await limiter.acquire()
+                    waited[0] += time.perf_counter() - began
                 (outcomes[index],) = await self._write_once([envelope])
+                if outcomes[index] is None and confirmed is not None:
+                    await confirmed([envelope])
 
         async with anyio.create_task_group() as group:
             for index, envelope in enumerate(batch):
                 group.start_soon(one, index, envelope)
+        if limiter is None:
+            return outcomes
         if waited[0] > 0.001:
             log.debug(
                 "rate limit delayed writes",
@@ -320,7 +374,7 @@ _UNBOUNDED_WRITES = 64
 """Concurrent rate-limited writes for a sink without a ``concurrency`` option."""
 
 
-def _concurrency_of(sink: Sink) -> int:
+def _concurrency_of(sink: Sink) -> int | None:
     """How many writes the sink runs at once: its ``concurrency`` option, if it has one."""
     value = getattr(getattr(sink, "config", None), "concurrency", None)
-    return value if isinstance(value, int) and value > 0 else _UNBOUNDED_WRITES
+    return value if isinstance(value, int) and value > 0 else None

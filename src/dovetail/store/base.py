@@ -159,6 +159,8 @@ class KpiRow:
     """``parked`` events: a delivery attempt failed and was parked for later (or queued)."""
     retries: int = 0
     """Attempts beyond the first: of the deliveries and of the dead letters in the window."""
+    token_renewals: int = 0
+    """``token_renewed`` events: a partner answered 401 and the credentials were renewed."""
     dead_letters_open: int = 0
     parked_now: int = 0
     replayed: int = 0
