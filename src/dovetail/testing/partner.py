@@ -14,7 +14,8 @@ Responses: scripted ones first, in order, then random faults at ``ratio``, then 
 429 carries ``Retry-After``; ``"reset"`` aborts the TCP connection (RST); ``"timeout"`` hangs
 for ``hang`` seconds (past any sane client timeout) and then answers 504 unprocessed;
 ``"slow:2s"`` waits, then processes the request normally. With ``conflict_on_duplicate_key``
-set, a body whose key was already accepted gets 409.
+set, a body whose key was already accepted gets 409. ``latency`` delays every resource answer
+(the partner's own processing time).
 
 Run standalone: ``python -m dovetail.testing.partner --port 8765 --client-id ID --client-secret S``.
 """
@@ -142,6 +143,7 @@ class PartnerServer:
         conflict_on_duplicate_key: str | None = None,
         retry_after: int = 1,
         hang: float = 30.0,
+        latency: float = 0.0,
     ) -> None:
         self.port = port
         self.client_id = client_id
@@ -151,6 +153,8 @@ class PartnerServer:
         self.conflict_on_duplicate_key = conflict_on_duplicate_key
         self.retry_after = retry_after
         self.hang = hang
+        self.latency = latency
+        """Seconds every resource request takes before it is answered (its processing time)."""
         self._lock = threading.Lock()
         self._state = _State()
         self._server: uvicorn.Server | None = None
@@ -330,6 +334,8 @@ class PartnerServer:
         if self.client_id is not None and not self._authorized(request):
             self._record(request, raw, body, 401)
             return JSONResponse({"error": "invalid_token"}, status_code=401)
+        if self.latency > 0:
+            await asyncio.sleep(self.latency)
         fault = self._next_fault(request.url.path, random_faults=True)
         if isinstance(fault, str) and fault.startswith("slow:"):
             await asyncio.sleep(_seconds(fault[5:]))
