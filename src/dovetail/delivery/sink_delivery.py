@@ -98,12 +98,12 @@ class SinkDelivery:
         concurrency slot is given back (see ``_write``): the runner records their delivery
         there, so at most the messages in flight are unrecorded at any moment.
 
-        ``batch_timeout``: with parking, a retry wait that would end later than this many
-        seconds after the call started is parked instead of waited for, so the messages still
-        retrying do not hold the batch.
+        ``batch_timeout``: with parking, a retry wait that would bring the time this call has
+        spent waiting for retries above this many seconds is parked instead of waited for, so
+        the messages still retrying do not hold the batch.
         """
         started = time.perf_counter()
-        deadline = None if batch_timeout is None else self.clock.monotonic() + batch_timeout
+        waited = 0.0
         result = DeliveryResult()
         followers: dict[str, list[Envelope]] = {}
         pending = await self._skip_delivered(batch, result, followers)
@@ -157,7 +157,7 @@ class SinkDelivery:
                     wait = self.policy.backoff(worst, retry_after)
                 parking = self.parking is not None and (
                     wait > self.parking.park_after
-                    or (deadline is not None and self.clock.monotonic() + wait > deadline)
+                    or (batch_timeout is not None and waited + wait > batch_timeout)
                 )
                 retrying = [e for e in pending if id(e) in retry]
                 self._retrying(retrying, wait, parking)
@@ -177,6 +177,7 @@ class SinkDelivery:
                     envelope.failure = None
                 if wait > 0.0:
                     await self.clock.sleep(wait)
+                    waited += wait
         if followers:
             self._settle_followers(result, followers)
         if result.parked and self.parking is not None:
