@@ -269,8 +269,10 @@ def dlq_show(
     print_json(view["payload"])
     console.print("[bold]history[/]:")
     for entry in view["history"]:
+        wait = entry.get("retry_in")
+        then = "" if wait is None else f"; next attempt in {wait:g}s"
         console.print(
-            f"  attempt {entry.get('attempt')} at {entry.get('step')}: {entry.get('reason')}"
+            f"  attempt {entry.get('attempt')} at {entry.get('step')}: {entry.get('reason')}{then}"
         )
 
 

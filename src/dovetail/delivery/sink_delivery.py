@@ -1,11 +1,14 @@
 """``SinkDelivery`` wraps one sink: skip delivered keys, rate-limit, retry, classify failures.
 
-Contract: ``deliver(batch)`` returns once every message of the batch is either confirmed by
-the sink, recognised as already delivered (its idempotency key is recorded), or failed for
-good (``envelope.failure`` set: permanent, or transient with attempts exhausted). It never
-raises for a message's failure. Each message counts its own attempts; while the sink's
-circuit is open no attempt is spent. With ordering, at most one message per ordering key is
-in flight, so same-key messages reach the sink in source order even across retries.
+Contract: ``deliver(batch)`` returns once every message of the batch is either confirmed by the
+sink, recognised as already delivered (its idempotency key is recorded), or failed for good
+(``envelope.failure`` set: permanent, or transient with attempts exhausted). It never raises
+for a message's failure. Each message counts its own attempts; while the sink's circuit is open
+no attempt is spent. Each message the sink confirms is handed to the caller's ``confirmed``
+callback as soon as it is confirmed (before its concurrency slot is used again), and each
+failed attempt retried in place is recorded on the envelope (``attempts``). With ordering, at
+most one message per ordering key is in flight, so same-key messages reach the sink in source
+order even across retries.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """The Store protocol and the records it keeps.
 
-Every write that settles messages happens in one transaction per batch
+Every write that settles messages is a ``BatchRecord`` written in one transaction
 (``Store.settle_batch``): dead letters, delivered idempotency keys and journal events are
-durable together before the runner acks the source.
+durable together before the runner acks the source. The runner groups the records that
+arrive together (each delivery as its sink confirms it, each batch's remaining settlement)
+into one transaction (``group_commit.GroupCommitter``).
 """
 
 from __future__ import annotations
