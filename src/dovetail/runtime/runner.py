@@ -35,13 +35,11 @@ import functools
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import anyio
 import structlog
 from anyio.abc import ObjectReceiveStream
 
-from dovetail.core.attempts import Attempt
 from dovetail.core.component import StepOutcome
 from dovetail.core.delivery import DeliveryResult
 from dovetail.core.envelope import Envelope
@@ -52,6 +50,7 @@ from dovetail.delivery.sink_delivery import IDEMPOTENCY_HEADER
 from dovetail.errors import PermanentError
 from dovetail.observability.events import FlowObserver, group, installed_for
 from dovetail.observability.masking import MaskPolicy, use_policy
+from dovetail.runtime.attempt_journal import attempt_history, journal_attempts
 from dovetail.runtime.keys import assign_lanes, stamp_idempotency_key
 from dovetail.runtime.pipeline import Pipeline
 from dovetail.runtime.summary import FlowHalted, ProgressFn, RunSummary, first_error
@@ -354,7 +353,7 @@ class FlowRunner:
                 record.deliveries.append(Delivery(sink, key, envelope.id))
             if envelope.parked_id is not None:
                 record.unparked.append(envelope.parked_id)
-            self._journal_attempts(record, envelope, step)
+            journal_attempts(record, envelope, step, self._mask)
             self._journal(record, envelope, "delivered", step, {"attempt": envelope.attempt})
         await self._commit(record)
         for envelope in envelopes:
@@ -378,8 +377,8 @@ class FlowRunner:
             due=due,
             previous=previous,
         )
-        message.history.extend(self._attempt_history(envelope, sink))
-        self._journal_attempts(record, envelope, f"sink:{sink}")
+        message.history.extend(attempt_history(envelope, f"sink:{sink}", self._mask))
+        journal_attempts(record, envelope, f"sink:{sink}", self._mask)
         record.parked.append(message)
         log.info(
             "message parked for a later attempt",
@@ -586,8 +585,8 @@ class FlowRunner:
                 parked = self._parked_entries[envelope.parked_id]
                 letter.history = list(parked.history)
                 letter.first_failed_at = parked.first_failed_at
-            letter.history.extend(self._attempt_history(envelope, failure.step))
-            self._journal_attempts(record, envelope, failure.step)
+            letter.history.extend(attempt_history(envelope, failure.step, self._mask))
+            journal_attempts(record, envelope, failure.step, self._mask)
             if failure.step.startswith("sink:"):
                 letter.headers["x-dovetail-replay-sink"] = failure.step[len("sink:") :]
             record.dead_letters.append(letter)
@@ -622,44 +621,6 @@ class FlowRunner:
         if self._observer is not None:
             self._observer.dead_lettered(self.flow.name, dead)
         return None
-
-    def _attempt_history(self, envelope: Envelope, step: str) -> list[dict[str, Any]]:
-        """History entries (dead letter, parked message) for the attempts on ``envelope``
-        that are not yet journaled: one per failed attempt retried in place."""
-        step = step if step.startswith("sink:") else f"sink:{step}"
-        return [
-            {
-                "at": attempt.at,
-                "step": step,
-                "event": attempt.event,
-                "reason": self._cause(envelope, attempt),
-                **({} if attempt.error_class is None else {"error_class": attempt.error_class}),
-                "attempt": attempt.attempt,
-                **({} if attempt.retry_in is None else {"retry_in": round(attempt.retry_in, 3)}),
-            }
-            for attempt in envelope.attempts
-        ]
-
-    def _cause(self, envelope: Envelope, attempt: Attempt) -> str:
-        return self._mask.text(attempt.cause, payload=envelope.original)
-
-    def _journal_attempts(self, record: BatchRecord, envelope: Envelope, step: str) -> None:
-        """One journal event per attempt recorded on ``envelope`` (then forgotten there),
-        written with the message's settlement: no transaction of their own."""
-        for attempt in envelope.attempts:
-            detail = attempt.as_detail() | {"cause": self._cause(envelope, attempt)}
-            record.journal.append(
-                JournalEvent(
-                    message_id=envelope.id,
-                    correlation_id=envelope.correlation_id,
-                    flow=self.flow.name,
-                    event=attempt.event,
-                    step=step,
-                    detail=detail,
-                    at=datetime.fromtimestamp(attempt.at, UTC),
-                )
-            )
-        envelope.attempts = []
 
     def _journal(
         self,
