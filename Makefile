@@ -34,6 +34,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/batch_pipeline.py
 	$(BIN)/python bench/reconcile.py
+	$(BIN)/python bench/slow_partner.py
 
 docs: $(STAMP)
 	$(BIN)/python -m dovetail.docgen

@@ -72,8 +72,10 @@ def test_trace_follows_a_correlation_id_across_flows(shared_correlation: dict[st
     assert orders["outcome"] == "delivered" and billing["outcome"] == "dead_lettered"
     assert [(e["event"], e["attempt"]) for e in orders["events"]] == [
         ("received", None),
+        ("attempt_failed", 1),
         ("delivered", 2),
     ]
+    assert orders["events"][1]["reason"] == "HTTP 503"  # the failed attempt, retried in place
     assert [e["event"] for e in billing["events"]] == ["received", "dead_lettered"]
     assert billing["events"][1]["reason"] == "HTTP 422: order 1 rejected"
     assert billing["events"][1]["step"] == "sink:erp"

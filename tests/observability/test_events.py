@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from dovetail.cli.app import app
 from dovetail.config.loader import load_flow
+from dovetail.core.delivery import DeliveryResult
 from dovetail.core.envelope import Envelope
-from dovetail.delivery.sink_delivery import DeliveryResult
 from dovetail.observability.events import Observer, install, installed_for
 from dovetail.runtime.pipeline import build_pipeline
 from dovetail.runtime.runner import FlowRunner, RunSummary

@@ -43,3 +43,14 @@ def test_without_the_check_os_system_would_be_loaded(
     import os
 
     assert loaded.func is os.system
+
+
+def test_two_projects_in_one_process_each_load_their_own_module(tmp_path: Path) -> None:
+    loaded = []
+    for tag in ("first", "second"):
+        project = tmp_path / tag
+        (project / "hooks").mkdir(parents=True)
+        (project / "hooks/__init__.py").write_text("")
+        (project / "hooks/orders.py").write_text(f"def tag(payload):\n    return {tag!r}\n")
+        loaded.append(load_function(project, "hooks.orders:tag"))
+    assert [f.func({}) for f in loaded] == ["first", "second"]

@@ -366,8 +366,11 @@ def dlq_show(
     console.print("[bold]history[/]:")
     for entry in view["history"]:
         repeat = f" (repeat, message {entry.get('message_id')})" if entry.get("repeat") else ""
+        wait = entry.get("retry_in")
+        then = "" if wait is None else f"; next attempt in {wait:g}s"
         console.print(
             f"  attempt {entry.get('attempt')} at {entry.get('step')}: {entry.get('reason')}"
+            + then
             + repeat
         )
 

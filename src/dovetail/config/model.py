@@ -167,6 +167,13 @@ class RuntimeSpec(Section):
     drain_timeout: Duration = 30.0
     """On SIGTERM/Ctrl-C, time allowed to finish in-flight batches; what is unfinished then
     stays unacknowledged and is read again on the next start."""
+    batch_timeout: Duration = Field(default=10.0, gt=0)
+    """Longest a batch waits in place, in all, for its messages' retries at a sink. Each
+    message is settled as soon as it is delivered, whatever its batch-mates do; a retry wait
+    that would take the batch's time spent waiting past this is parked in the store instead
+    (like a wait longer than `delivery.retry.park_after`), so it no longer holds the batch and
+    its worker. Without a store, or with `park_after: null`, retries are always waited for in
+    place."""
 
 
 class FlowFile(Section):

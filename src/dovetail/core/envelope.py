@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dovetail.core.ack import Settlement
+from dovetail.core.attempts import Attempt
 from dovetail.core.ids import new_trace_id, uuid7
 from dovetail.types import Headers, Payload
 
@@ -78,6 +79,9 @@ class Envelope:
     outcome: str | None = None
     """How the runner settled this part: delivered, filtered, duplicate_skipped,
     dead_lettered or parked (set with its journal event)."""
+    attempts: list[Attempt] = field(default_factory=list)
+    """Attempts at a sink that did not settle this message (failed and retried in place, or
+    recovered such as a renewed token), not yet written to the journal."""
 
     def derive(self, payload: Payload) -> Envelope:
         """A child message (split): same correlation id and source, its own id; shares the ack."""

@@ -15,10 +15,10 @@ the pump only takes the oldest parked message of each key.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 from dovetail.core.ack import Settlement
+from dovetail.core.delivery import Parked as Parked
 from dovetail.core.envelope import Envelope, SourcePosition
 from dovetail.store.base import ParkedMessage, Store
 
@@ -33,14 +33,6 @@ POLL_SECONDS = 1.0
 """How often the pump looks for due messages while the flow runs."""
 
 QUEUED_REASON = "queued behind a parked message with the same key"
-
-
-@dataclass(slots=True)
-class Parked:
-    """An envelope to park at a sink until ``due``."""
-
-    envelope: Envelope
-    due: datetime
 
 
 class ParkingLot:

@@ -1,31 +1,35 @@
 """``SinkDelivery`` wraps one sink: skip delivered keys, rate-limit, retry, classify failures.
 
-Contract: ``deliver(batch)`` returns once every message of the batch is either confirmed by
-the sink, recognised as already delivered (its idempotency key is recorded), or failed for
-good (``envelope.failure`` set: permanent, or transient with attempts exhausted). It never
-raises for a message's failure. Each message counts its own attempts; while the sink's
-circuit is open no attempt is spent. With ordering, at most one message per ordering key is
-in flight, so same-key messages reach the sink in source order even across retries.
+Contract: ``deliver(batch)`` returns once every message of the batch is either confirmed by the
+sink, recognised as already delivered (its idempotency key is recorded), or failed for good
+(``envelope.failure`` set: permanent, or transient with attempts exhausted). It never raises
+for a message's failure. Each message counts its own attempts; while the sink's circuit is open
+no attempt is spent. Each message the sink confirms is handed to the caller's ``confirmed``
+callback as soon as it is confirmed (before its concurrency slot is used again), and each
+failed attempt retried in place is recorded on the envelope (``attempts``). With ordering, at
+most one message per ordering key is in flight, so same-key messages reach the sink in source
+order even across retries.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import anyio
 import structlog
 from aiolimiter import AsyncLimiter
 
+from dovetail.core.attempts import Attempt, cause_of
 from dovetail.core.component import Sink
+from dovetail.core.delivery import DeliveryResult, Parked
 from dovetail.core.envelope import Envelope
 from dovetail.core.pacing import paces_requests, pacing
 from dovetail.core.steps import mark_failed
 from dovetail.delivery.circuit import CircuitBreaker
 from dovetail.delivery.clock import Clock, SystemClock
-from dovetail.delivery.parking import Parked, ParkingLot
+from dovetail.delivery.parking import ParkingLot
 from dovetail.delivery.retry import RetryPolicy
 from dovetail.errors import TransientError
 from dovetail.observability.events import FlowObserver
@@ -34,21 +38,11 @@ from dovetail.store.base import Store
 
 log = structlog.get_logger("dovetail.delivery")
 
+Confirmed = Callable[[Sequence[Envelope]], Awaitable[None]]
+"""Told of messages the sink confirmed, before their concurrency slot is given back."""
+
 IDEMPOTENCY_HEADER = "idempotency-key"
 ORDERING_HEADER = "x-dovetail-ordering-key"
-
-
-@dataclass(slots=True)
-class DeliveryResult:
-    """What happened to a batch at one sink."""
-
-    delivered: list[Envelope] = field(default_factory=list)
-    duplicates: list[Envelope] = field(default_factory=list)
-    failed: list[Envelope] = field(default_factory=list)
-    parked: list[Parked] = field(default_factory=list)
-    """Messages whose next wait is long: parked in the store until their due time."""
-    retries: int = 0
-    seconds: float = 0.0
 
 
 class SinkDelivery:
@@ -91,13 +85,29 @@ class SinkDelivery:
     def step_name(self) -> str:
         return f"sink:{self.name}"
 
-    async def deliver(self, batch: Sequence[Envelope], *, redrive: bool = False) -> DeliveryResult:
+    async def deliver(
+        self,
+        batch: Sequence[Envelope],
+        *,
+        redrive: bool = False,
+        confirmed: Confirmed | None = None,
+        batch_timeout: float | None = None,
+    ) -> DeliveryResult:
         """Deliver ``batch``; see the module docstring for the contract.
 
         ``redrive``: the batch is parked messages taken by the retry pump; they continue their
         attempt count and are not queued behind themselves.
+
+        ``confirmed`` is awaited with the messages the sink has just confirmed, before their
+        concurrency slot is given back (see ``_write``): the runner records their delivery
+        there, so at most the messages in flight are unrecorded at any moment.
+
+        ``batch_timeout``: with parking, a retry wait that would bring the time this call has
+        spent waiting for retries above this many seconds is parked instead of waited for, so
+        the messages still retrying do not hold the batch.
         """
         started = time.perf_counter()
+        waited = 0.0
         result = DeliveryResult()
         followers: dict[str, list[Envelope]] = {}
         pending = await self._skip_delivered(batch, result, followers)
@@ -113,12 +123,13 @@ class SinkDelivery:
                 probe = await self.breaker.wait_until_allowed(self.clock)
                 self._circuit_moved(before, self.breaker.state)
             sending = self._sendable(pending, probe)
-            outcomes = await self._write(sending)
+            for envelope in sending:
+                envelope.attempt = tries[id(envelope)] = tries.get(id(envelope), 0) + 1
+            outcomes = await self._write(sending, confirmed)
             retry: set[int] = set()
             retry_after: float | None = None
             delivered_any = transient_any = False
             for envelope, error in zip(sending, outcomes, strict=True):
-                envelope.attempt = tries[id(envelope)] = tries.get(id(envelope), 0) + 1
                 if error is None:
                     result.delivered.append(envelope)
                     delivered_any = True
@@ -140,6 +151,7 @@ class SinkDelivery:
                 )
                 self._circuit_moved(before, self.breaker.state)
             sent = {id(e) for e in sending}
+            failures = {id(e): err for e, err in zip(sending, outcomes, strict=True) if err}
             pending = [e for e in pending if id(e) in retry or id(e) not in sent]
             if retry:
                 result.retries += len(retry)
@@ -147,16 +159,29 @@ class SinkDelivery:
                 if self.breaker is None or self.breaker.state != "open":
                     worst = max(tries[i] for i in retry)
                     wait = self.policy.backoff(worst, retry_after)
-                parking = self.parking is not None and wait > self.parking.park_after
-                self._retrying([e for e in pending if id(e) in retry], wait, parking)
-                if self.parking is not None and wait > self.parking.park_after:
+                parking = self.parking is not None and (
+                    wait > self.parking.park_after
+                    or (batch_timeout is not None and waited + wait > batch_timeout)
+                )
+                retrying = [e for e in pending if id(e) in retry]
+                self._retrying(retrying, wait, parking)
+                if parking:
                     self._park(pending, wait, result)
                     break
-                for envelope in pending:
-                    if id(envelope) in retry:
-                        envelope.failure = None
+                for envelope in retrying:
+                    error = failures[id(envelope)]
+                    envelope.attempts.append(
+                        Attempt(
+                            attempt=envelope.attempt,
+                            cause=cause_of(error),
+                            error_class=type(error).__name__,
+                            retry_in=wait,
+                        )
+                    )
+                    envelope.failure = None
                 if wait > 0.0:
                     await self.clock.sleep(wait)
+                    waited += wait
         if followers:
             self._settle_followers(result, followers)
         if result.parked and self.parking is not None:
@@ -280,32 +305,55 @@ class SinkDelivery:
             pending.append(envelope)
         return pending
 
-    async def _write(self, batch: list[Envelope]) -> list[BaseException | None]:
+    async def _write(
+        self, batch: list[Envelope], confirmed: Confirmed | None = None
+    ) -> list[BaseException | None]:
+        """Write ``batch``; per message ``None`` (confirmed) or its failure.
+
+        A sink that sends one request per message (it has a ``concurrency`` option, or a rate
+        limit applies) gets one write per message, overlapping, within the sink's
+        concurrency slots (shared by the flow's workers); each confirmed message is passed to
+        ``confirmed`` before its slot is given back, so the messages confirmed but not yet
+        recorded never outnumber the slots. Any other sink gets the batch in one write, and
+        its confirmed messages are passed to ``confirmed`` together.
+        """
         limiter = self._limiter
-        if limiter is None:
-            return await self._write_once(batch)
-        # rate-limited: the writes overlap, one message each. A message first takes one of
-        # the sink's concurrency slots (shared by the flow's workers); its token is taken when
-        # its request leaves (core/pacing.py): by the sink right before sending, when the sink
-        # paces its requests, else just before ``write``. A token is never held while the
-        # request waits, so requests that waited cannot reach the partner in a burst.
+        concurrency = _concurrency_of(self.sink)
+        if limiter is None and concurrency is None:
+            outcomes = await self._write_once(batch)
+            done = [e for e, error in zip(batch, outcomes, strict=True) if error is None]
+            if confirmed is not None and done:
+                await confirmed(done)
+            return outcomes
+        # each message takes one of the sink's concurrency slots (shared by the flow's
+        # workers); when rate-limited, its token is taken as its request leaves
+        # (core/pacing.py): by the sink right before sending, when the sink paces its
+        # requests, else just before ``write``. A token is never held while the request waits,
+        # so requests that waited cannot reach the partner in a burst above the rate.
         if self._slots is None:
-            self._slots = anyio.CapacityLimiter(_concurrency_of(self.sink))
+            self._slots = anyio.CapacityLimiter(concurrency or _UNBOUNDED_WRITES)
         slots = self._slots
-        outcomes: list[BaseException | None] = [None] * len(batch)
-        turns = _Turns(limiter)
+        outcomes = [None] * len(batch)
+        turns = None if limiter is None else _Turns(limiter)
         paced_by_sink = paces_requests(self.sink)
 
         async def one(index: int, envelope: Envelope) -> None:
             async with slots:
-                with pacing(turns):
-                    if not paced_by_sink:
-                        await turns.wait_turn()
+                if turns is None:
                     (outcomes[index],) = await self._write_once([envelope])
+                else:
+                    with pacing(turns):
+                        if not paced_by_sink:
+                            await turns.wait_turn()
+                        (outcomes[index],) = await self._write_once([envelope])
+                if outcomes[index] is None and confirmed is not None:
+                    await confirmed([envelope])
 
         async with anyio.create_task_group() as group:
             for index, envelope in enumerate(batch):
                 group.start_soon(one, index, envelope)
+        if turns is None:
+            return outcomes
         waited = turns.waited
         if waited > 0.001:
             log.debug(
@@ -336,10 +384,10 @@ _UNBOUNDED_WRITES = 64
 """Concurrent rate-limited writes for a sink without a ``concurrency`` option."""
 
 
-def _concurrency_of(sink: Sink) -> int:
+def _concurrency_of(sink: Sink) -> int | None:
     """How many writes the sink runs at once: its ``concurrency`` option, if it has one."""
     value = getattr(getattr(sink, "config", None), "concurrency", None)
-    return value if isinstance(value, int) and value > 0 else _UNBOUNDED_WRITES
+    return value if isinstance(value, int) and value > 0 else None
 
 
 class _Turns:

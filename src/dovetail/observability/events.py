@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import structlog
 
+from dovetail.core.delivery import DeliveryResult
 from dovetail.core.envelope import Envelope
 
 if TYPE_CHECKING:
     from dovetail.config.model import Flow
-    from dovetail.delivery.sink_delivery import DeliveryResult
 
 CircuitState = Literal["closed", "half_open", "open"]
 

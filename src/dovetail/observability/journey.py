@@ -2,11 +2,13 @@
 
 A message is *received* when its id is made: the id is a UUIDv7 whose first 48 bits are the
 creation time in Unix milliseconds, so no event is stored for it. Each journal event then
-says what happened at a step or sink: ``filtered``, ``parked`` (a failed attempt, re-sent
-later), ``delivered`` (with its attempt), ``duplicate_skipped`` (the idempotency key was
-delivered before) or ``dead_lettered`` (with the reason); ``replayed`` marks the moment
-``dovetail replay`` re-drove the message from its dead letter. Latency is an event's time minus
-the creation time. Payloads are never part of a journey.
+says what happened at a step or sink: ``attempt_failed`` (a failed attempt retried in place,
+with its cause and the wait before the next one), ``token_renewed`` (a 401 answered by
+renewing the credentials), ``filtered``, ``parked`` (a failed attempt, re-sent later),
+``delivered`` (with its attempt), ``duplicate_skipped`` (the idempotency key was delivered
+before) or ``dead_lettered`` (with the reason); ``replayed`` marks the moment ``dovetail
+replay`` re-drove the message from its dead letter. Latency is an event's time minus the
+creation time. Payloads are never part of a journey.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ class Stop:
     """On ``dead_lettered``: the DLQ entry the failure was recorded in (``dovetail dlq show``)."""
     repeat: bool = False
     """On ``dead_lettered``: the failure repeated an open entry (same key, step and reason)."""
+    retry_in: float | None = None
+    """Seconds waited before the next attempt (``attempt_failed``)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -61,6 +65,7 @@ class Stop:
             "attempt": self.attempt,
             "reason": self.reason,
             "next_attempt_at": self.next_attempt_at,
+            "retry_in": self.retry_in,
             "position": self.position,
             "replay_of": self.replay_of,
             "dead_letter": self.dead_letter,
@@ -137,6 +142,10 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def _seconds(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 def _attempt(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -168,12 +177,13 @@ def journeys_of(events: list[JournalEvent]) -> list[Journey]:
                 step=event.step,
                 latency_ms=_latency(event.at, journey.received_at),
                 attempt=_attempt(detail.get("attempt")),
-                reason=_text(detail.get("reason")),
+                reason=_text(detail.get("reason", detail.get("cause"))),
                 next_attempt_at=_text(detail.get("next_attempt_at")),
                 position=_text(detail.get("position")),
                 replay_of=_attempt(detail.get("replay_of")),
                 dead_letter=_attempt(detail.get("dead_letter")),
                 repeat=detail.get("repeat") is True,
+                retry_in=_seconds(detail.get("retry_in")),
             )
         )
     far_future = datetime.max.replace(tzinfo=UTC)

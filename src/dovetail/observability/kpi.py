@@ -9,6 +9,7 @@ rates and means, and shapes the result for people and for ``--json``.
 - **dead-lettered**: dead-letter events in the window; **DLQ depth**: open entries now.
 - **parked**: parked events in the window; **parked now**: messages waiting to be re-sent.
 - **retries**: attempts beyond the first, of the deliveries and dead letters in the window.
+- **token renewals**: times a partner answered 401 and the sink renewed its OAuth2 token.
 - **mean time to replay**: from a dead letter's last failure to its replay's settlement.
 - **latency**: from a message's creation (its UUIDv7 id) to each delivery, nearest-rank
   percentiles.
@@ -61,6 +62,7 @@ class FlowKpis:
     parked: int
     parked_now: int
     retries: int
+    token_renewals: int
     replayed: int
     mean_time_to_replay_s: float | None
     latency_ms: dict[str, float | None] = field(default_factory=dict)
@@ -82,6 +84,7 @@ class FlowKpis:
             parked=row.parked,
             parked_now=row.parked_now,
             retries=row.retries,
+            token_renewals=row.token_renewals,
             replayed=row.replayed,
             mean_time_to_replay_s=row.replay_seconds / row.replayed if row.replayed else None,
             latency_ms={
@@ -107,6 +110,7 @@ class FlowKpis:
             "parked": self.parked,
             "parked_now": self.parked_now,
             "retries": self.retries,
+            "token_renewals": self.token_renewals,
             "replayed": self.replayed,
             "mean_time_to_replay_s": self.mean_time_to_replay_s,
             "latency_ms": dict(self.latency_ms),
@@ -144,6 +148,7 @@ def total_of(rows: list[KpiRow]) -> FlowKpis:
             "dead_lettered",
             "parked",
             "retries",
+            "token_renewals",
             "dead_letters_open",
             "parked_now",
             "replayed",

@@ -19,7 +19,7 @@ from dovetail.observability.events import CircuitState, Observer
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-    from dovetail.delivery.sink_delivery import DeliveryResult
+    from dovetail.core.delivery import DeliveryResult
 
 CIRCUIT_VALUES: dict[str, int] = {"closed": 0, "half_open": 1, "open": 2}
 """Values of the ``dovetail_circuit_state`` gauge."""

@@ -49,7 +49,7 @@ from dovetail.observability.masking import policy_for
 
 if TYPE_CHECKING:
     from dovetail.config.model import TracingSettings
-    from dovetail.delivery.sink_delivery import DeliveryResult
+    from dovetail.core.delivery import DeliveryResult
 
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")

@@ -12,19 +12,26 @@ or durably dead-lettered. Per batch the runner:
 1. runs the steps; failures become marks on the envelope, never exceptions;
 2. routes survivors to their sinks and delivers each sink's share through ``SinkDelivery``
    (idempotency skip, rate limit, retries with backoff);
-3. writes dead letters, delivered idempotency keys and journal events in ONE store
-   transaction (``Store.settle_batch``);
-4. only then settles each message's parts, which acks the source message when its last part
-   settles, and asks the source to persist its progress (``Source.commit``).
+3. as the sink confirms each message, records its idempotency key and its journal events
+   and only then settles it (acks the source message once its last part is settled): a
+   message does not wait for the slowest of its batch;
+4. writes the rest of the batch's settlement (dead letters, parked messages, filtered and
+   duplicate messages) and settles those messages, then asks the source to persist its
+   progress (``Source.commit``: the settled prefix, for file sources).
 
-A crash anywhere before step 4 leaves the messages unacked: the source redelivers them and
-the idempotency keys written in step 3 stop a second delivery. Batches flow through a
-bounded stream, so a slow sink slows the source (back-pressure) and memory stays bounded.
+Every store write goes through one ``GroupCommitter``: the confirmations and settlements that
+arrive while a transaction runs are written together in the next one. A crash leaves the
+unsettled messages unacked: the source redelivers them and the recorded idempotency keys
+stop a second delivery of every message whose confirmation was recorded, so only the
+messages in flight at the sink (at most its concurrency) can reach it twice. Batches flow
+through a bounded stream, so a slow sink slows the source (back-pressure) and memory stays
+bounded.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -34,19 +41,22 @@ import structlog
 from anyio.abc import ObjectReceiveStream
 
 from dovetail.core.component import StepOutcome
+from dovetail.core.delivery import DeliveryResult
 from dovetail.core.envelope import Envelope
 from dovetail.core.steps import mark_failed
 from dovetail.delivery.dead_letter import dead_letter_from
 from dovetail.delivery.parking import LEASE_SECONDS, POLL_SECONDS, envelope_of, parked_message
-from dovetail.delivery.sink_delivery import IDEMPOTENCY_HEADER, DeliveryResult
+from dovetail.delivery.sink_delivery import IDEMPOTENCY_HEADER
 from dovetail.errors import PermanentError
 from dovetail.observability.events import FlowObserver, group, installed_for
 from dovetail.observability.masking import MaskPolicy, use_policy
+from dovetail.runtime.attempt_journal import attempt_history, journal_attempts
 from dovetail.runtime.keys import TraceKeyReader, assign_lanes, stamp_idempotency_key
 from dovetail.runtime.pipeline import Pipeline
 from dovetail.runtime.settlement import SettlementWriter
 from dovetail.runtime.summary import FlowHalted, ProgressFn, RunSummary, first_error
 from dovetail.store.base import BatchRecord, Delivery, JournalEvent, ParkedMessage
+from dovetail.store.group_commit import GroupCommitter
 
 __all__ = ["FlowHalted", "FlowRunner", "ProgressFn", "RunSummary", "first_error"]
 
@@ -82,12 +92,13 @@ class FlowRunner:
         for delivery in pipeline.sinks.values():
             delivery.observer = self._observer
         self._in_flight = 0
-        self._settlement = (
-            None
-            if self.store is None
-            else SettlementWriter(self.store, self.flow.name, clock=pipeline.clock)
-        )
         self._trace_keys = TraceKeyReader(self.flow.spec.observability.trace_keys)
+        self._committer: GroupCommitter | None = None
+        """Settlement records go out in group commits, each written by a ``SettlementWriter``
+        (a message the store refuses is isolated; an outage is waited out)."""
+        if self.store is not None:
+            writer = SettlementWriter(self.store, self.flow.name, clock=pipeline.clock)
+            self._committer = GroupCommitter(self.store, self.flow.name, commit=writer.write)
 
     def stop(self) -> None:
         """Stop reading; batches already read are finished, settled and committed (drain).
@@ -208,6 +219,7 @@ class FlowRunner:
             observer.received(self.flow.name, batch)
         record = BatchRecord(flow=self.flow.name)
         settled: list[Envelope] = []
+        acked: list[Envelope] = []
         dead: list[Envelope] = []
         live: list[Envelope] = []
         for envelope in batch:
@@ -223,7 +235,7 @@ class FlowRunner:
 
         claimed = await self._claim_keys(live)
         try:
-            await self._carry(live, dead, settled, record)
+            await self._carry(live, dead, settled, acked, record)
         finally:
             released = [self._claims.pop(key) for key in claimed]
             if released:
@@ -232,7 +244,9 @@ class FlowRunner:
             await envelope.settlement.settle(envelope)
         await self.pipeline.source.commit()
         if observer is not None:
-            observer.settled(self.flow.name, [*batch, *settled], time.perf_counter() - taken)
+            observer.settled(
+                self.flow.name, [*batch, *settled, *acked], time.perf_counter() - taken
+            )
             self._in_flight = max(0, self._in_flight - len(batch))
             observer.inbox_depth(self.flow.name, self._in_flight)
         if self._on_progress is not None:
@@ -265,9 +279,12 @@ class FlowRunner:
         live: list[Envelope],
         dead: list[Envelope],
         settled: list[Envelope],
+        acked: list[Envelope],
         record: BatchRecord,
     ) -> None:
-        """Steps, routing, delivery and the durable settlement write of one batch."""
+        """Steps, routing, delivery and the durable settlement write of one batch.
+
+        ``acked``: gets the messages settled as soon as the sink confirmed them."""
         summary = self.summary
         observer = self._observer
         for step in self.pipeline.steps:
@@ -292,8 +309,8 @@ class FlowRunner:
             live = outcome.passed
 
         per_sink = self._route(live, record, settled)
-        await self._deliver_all(per_sink, record, settled, dead, redrive=False)
-        await self._settle(record, dead, settled)
+        await self._deliver_all(per_sink, record, settled, dead, acked, redrive=False)
+        await self._settle(record, dead, settled, acked)
 
     async def _deliver_all(
         self,
@@ -301,39 +318,60 @@ class FlowRunner:
         record: BatchRecord,
         settled: list[Envelope],
         dead: list[Envelope],
+        acked: list[Envelope],
         *,
         redrive: bool,
     ) -> None:
-        """Deliver each sink's share at once and record what happened to every message."""
+        """Deliver each sink's share at once and record what happened to every message.
+
+        Delivered messages are recorded and settled as the sink confirms them (``_confirm``,
+        into ``acked``); the others are added to ``record`` and ``settled``/``dead``."""
         summary = self.summary
         results: dict[str, DeliveryResult] = {}
         if per_sink:
             async with anyio.create_task_group() as group:
                 for name, share in per_sink.items():
-                    group.start_soon(self._deliver, name, share, results, redrive)
+                    group.start_soon(self._deliver, name, share, results, acked, redrive)
         for name, result in results.items():
             summary.retries += result.retries
             summary.duplicates += len(result.duplicates)
             summary.delivered[name] += len(result.delivered)
-            for envelope in result.delivered:
-                key = envelope.headers.get(IDEMPOTENCY_HEADER)
-                if key is not None:
-                    record.deliveries.append(Delivery(name, key, envelope.id))
-                self._journal(
-                    record, envelope, "delivered", f"sink:{name}", {"attempt": envelope.attempt}
-                )
             for envelope in result.duplicates:
                 self._journal(record, envelope, "duplicate_skipped", f"sink:{name}")
-            for envelope in (*result.delivered, *result.duplicates, *result.failed):
+            for envelope in (*result.duplicates, *result.failed):
                 if envelope.parked_id is not None:
                     record.unparked.append(envelope.parked_id)
             for parked in result.parked:
                 self._park(record, name, parked.envelope, parked.due)
             summary.parked += len(result.parked)
-            settled.extend(result.delivered)
             settled.extend(result.duplicates)
             settled.extend(p.envelope for p in result.parked)
             dead.extend(result.failed)
+
+    async def _confirm(
+        self, sink: str, acked: list[Envelope], envelopes: Sequence[Envelope]
+    ) -> None:
+        """Record the delivery of ``envelopes`` to ``sink`` (idempotency keys, the attempts
+        before it, the ``delivered`` event) with the next group commit, then settle them."""
+        record = BatchRecord(flow=self.flow.name)
+        step = f"sink:{sink}"
+        for envelope in envelopes:
+            key = envelope.headers.get(IDEMPOTENCY_HEADER)
+            if key is not None:
+                record.deliveries.append(Delivery(sink, key, envelope.id))
+            if envelope.parked_id is not None:
+                record.unparked.append(envelope.parked_id)
+            journal_attempts(record, envelope, step, self._mask)
+            self._journal(record, envelope, "delivered", step, {"attempt": envelope.attempt})
+        await self._commit(record)
+        for envelope in envelopes:
+            acked.append(envelope)
+            await envelope.settlement.settle(envelope)
+
+    async def _commit(self, record: BatchRecord) -> None:
+        """Write ``record`` with the next group commit (nothing to do without a store)."""
+        if self._committer is not None:
+            await self._committer.write(record)
 
     def _park(self, record: BatchRecord, sink: str, envelope: Envelope, due: datetime) -> None:
         previous = (
@@ -347,6 +385,8 @@ class FlowRunner:
             due=due,
             previous=previous,
         )
+        message.history.extend(attempt_history(envelope, f"sink:{sink}", self._mask))
+        journal_attempts(record, envelope, f"sink:{sink}", self._mask)
         record.parked.append(message)
         log.info(
             "message parked for a later attempt",
@@ -371,23 +411,28 @@ class FlowRunner:
         )
 
     async def _settle(
-        self, record: BatchRecord, dead: list[Envelope], settled: list[Envelope]
+        self,
+        record: BatchRecord,
+        dead: list[Envelope],
+        settled: list[Envelope],
+        acked: list[Envelope],
     ) -> None:
-        """Dead-letter the failed, then write the batch's settlement in one transaction."""
+        """Dead-letter the failed, then write the batch's settlement (in the next group
+        commit). ``acked``: the messages already settled as they were delivered."""
         halted = self._dead_letter(dead, record)
         if halted is None:
             settled.extend(dead)
         failed_again = {d.id for d in record.dead_letters if d.id is not None}
         record.replayed = sorted(
-            {e.dead_letter_id for e in settled if e.dead_letter_id is not None}
+            {e.dead_letter_id for e in (*settled, *acked) if e.dead_letter_id is not None}
             - failed_again
             - {p.dead_letter_id for p in record.parked}
         )
         if halted is not None:  # a failed parked message stays parked (the flow stops)
             kept = {e.parked_id for e in dead}
             record.unparked = [i for i in record.unparked if i not in kept]
-        if self._settlement is not None:
-            await self._settlement.write(record)
+        if self.store is not None:
+            await self._commit(record)
             if self.pipeline.parking is not None and record.parked:
                 self.pipeline.parking.committed(len(record.parked))
         if halted is not None:
@@ -428,6 +473,7 @@ class FlowRunner:
         """Deliver claimed parked messages to their sinks and settle the outcome."""
         record = BatchRecord(flow=self.flow.name)
         settled: list[Envelope] = []
+        acked: list[Envelope] = []
         dead: list[Envelope] = []
         per_sink: dict[str, list[Envelope]] = {}
         live: list[Envelope] = []
@@ -447,10 +493,12 @@ class FlowRunner:
         claimed_keys = await self._claim_keys(live)
         began = time.perf_counter()
         try:
-            await self._deliver_all(per_sink, record, settled, dead, redrive=True)
-            await self._settle(record, dead, settled)
+            await self._deliver_all(per_sink, record, settled, dead, acked, redrive=True)
+            await self._settle(record, dead, settled, acked)
             if self._observer is not None:
-                self._observer.settled(self.flow.name, settled, time.perf_counter() - began)
+                self._observer.settled(
+                    self.flow.name, [*settled, *acked], time.perf_counter() - began
+                )
         finally:
             for message in claimed:
                 if message.id is not None:
@@ -492,7 +540,9 @@ class FlowRunner:
                 envelope.settlement.add(len(targets) - 1)
             per_sink.setdefault(targets[0], []).append(envelope)
             for target in targets[1:]:
-                per_sink.setdefault(target, []).append(copy.copy(envelope))
+                duplicate = copy.copy(envelope)
+                duplicate.attempts = []
+                per_sink.setdefault(target, []).append(duplicate)
         if dropped and self._observer is not None:
             gone = {id(e) for e in dropped}
             passed = [e for e in live if id(e) not in gone]
@@ -504,12 +554,18 @@ class FlowRunner:
         name: str,
         share: list[Envelope],
         results: dict[str, DeliveryResult],
+        acked: list[Envelope],
         redrive: bool = False,
     ) -> None:
         observer = self._observer
         if observer is not None:
             observer.delivering(self.flow.name, name, share)
-        result = await self.pipeline.sinks[name].deliver(share, redrive=redrive)
+        result = await self.pipeline.sinks[name].deliver(
+            share,
+            redrive=redrive,
+            confirmed=functools.partial(self._confirm, name, acked),
+            batch_timeout=self.flow.spec.runtime.batch_timeout,
+        )
         results[name] = result
         if observer is not None:
             observer.delivered(self.flow.name, name, result.seconds, result)
@@ -537,6 +593,8 @@ class FlowRunner:
                 parked = self._parked_entries[envelope.parked_id]
                 letter.history = list(parked.history)
                 letter.first_failed_at = parked.first_failed_at
+            letter.history.extend(attempt_history(envelope, failure.step, self._mask))
+            journal_attempts(record, envelope, failure.step, self._mask)
             if failure.step.startswith("sink:"):
                 letter.headers["x-dovetail-replay-sink"] = failure.step[len("sink:") :]
             record.dead_letters.append(letter)

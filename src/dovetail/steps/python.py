@@ -52,11 +52,29 @@ class UserFunction:
     wants_envelope: bool
 
 
+_IMPORTED_FOR: dict[str, str] = {}
+"""Top-level module name -> the project directory this loader imported it from."""
+
+
+def _forget_other_project(top: str, root: str) -> None:
+    """Drop ``top`` (and its submodules) from ``sys.modules`` when this loader imported it for
+    another project, so two projects loaded in one process (the Python API, test suites) each
+    get their own ``hooks``; modules the loader did not import are never touched."""
+    owner = _IMPORTED_FOR.get(top)
+    if owner is None or owner == root:
+        return
+    for name in [m for m in sys.modules if m == top or m.startswith(f"{top}.")]:
+        del sys.modules[name]
+    del _IMPORTED_FOR[top]
+    importlib.invalidate_caches()
+
+
 def load_function(project_dir: Path, reference: str) -> UserFunction:
     """Import ``module:function`` from the project; refuse modules from anywhere else.
 
     The project directory is put first on ``sys.path`` while importing, and both the
-    module's spec and its ``__file__`` must lie inside it. Raises ``ConfigError``.
+    module's spec and its ``__file__`` must lie inside it. A module of the same name that this
+    loader imported earlier for another project is replaced. Raises ``ConfigError``.
     """
     module_name, _, attribute = reference.partition(":")
     root = str(Path(project_dir).resolve())
@@ -67,6 +85,7 @@ def load_function(project_dir: Path, reference: str) -> UserFunction:
     sys.path.insert(0, root)
     try:
         top = module_name.split(".", 1)[0]
+        _forget_other_project(top, root)
         try:
             spec = importlib.util.find_spec(top)  # locates without running any code
         except (ImportError, ValueError) as exc:
@@ -86,6 +105,7 @@ def load_function(project_dir: Path, reference: str) -> UserFunction:
         if root in sys.path:
             sys.path.remove(root)
     _check_inside(module_name, getattr(module, "__file__", None), root, refuse)
+    _IMPORTED_FOR[top] = root
     func = getattr(module, attribute, None)
     if func is None or not callable(func):
         raise refuse(f"module {module_name} has no function {attribute!r}")

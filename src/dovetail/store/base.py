@@ -1,8 +1,10 @@
 """The Store protocol and the records it keeps.
 
-Every write that settles messages happens in one transaction per batch
+Every write that settles messages is a ``BatchRecord`` written in one transaction
 (``Store.settle_batch``): dead letters, delivered idempotency keys and journal events are
-durable together before the runner acks the source.
+durable together before the runner acks the source. The runner groups the records that
+arrive together (each delivery as its sink confirms it, each batch's remaining settlement)
+into one transaction (``group_commit.GroupCommitter``).
 """
 
 from __future__ import annotations
@@ -175,6 +177,8 @@ class KpiRow:
     """``parked`` events: a delivery attempt failed and was parked for later (or queued)."""
     retries: int = 0
     """Attempts beyond the first: of the deliveries and of the dead letters in the window."""
+    token_renewals: int = 0
+    """``token_renewed`` events: a partner answered 401 and the credentials were renewed."""
     dead_letters_open: int = 0
     parked_now: int = 0
     replayed: int = 0

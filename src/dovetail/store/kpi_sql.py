@@ -80,7 +80,8 @@ def statements(
         " SUM(CASE WHEN event = 'duplicate_skipped' THEN 1 ELSE 0 END),"
         " SUM(CASE WHEN event = 'dead_lettered' THEN 1 ELSE 0 END),"
         " SUM(CASE WHEN event = 'parked' THEN 1 ELSE 0 END),"
-        f" SUM(CASE WHEN event = 'delivered' AND {attempt} > 1 THEN {attempt} - 1 ELSE 0 END)"
+        f" SUM(CASE WHEN event = 'delivered' AND {attempt} > 1 THEN {attempt} - 1 ELSE 0 END),"
+        " SUM(CASE WHEN event = 'token_renewed' THEN 1 ELSE 0 END)"
         f" FROM dovetail_journal WHERE {where} GROUP BY flow"
     )
     latency = (
@@ -139,10 +140,20 @@ def assemble(results: Mapping[str, Sequence[Sequence[Any]]]) -> list[KpiRow]:
             found = rows[flow] = KpiRow(flow=flow)
         return found
 
-    for flow, messages, failed, delivered, filtered, dupes, dead, parked, retries in results[
-        "counts"
-    ]:
+    for (
+        flow,
+        messages,
+        failed,
+        delivered,
+        filtered,
+        dupes,
+        dead,
+        parked,
+        retries,
+        renewed,
+    ) in results["counts"]:
         kpi = row(flow)
+        kpi.token_renewals = int(renewed or 0)
         kpi.messages, kpi.failed_messages = int(messages or 0), int(failed or 0)
         kpi.delivered, kpi.filtered = int(delivered or 0), int(filtered or 0)
         kpi.duplicates, kpi.dead_lettered = int(dupes or 0), int(dead or 0)

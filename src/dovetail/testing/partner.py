@@ -16,6 +16,7 @@ for ``hang`` seconds (past any sane client timeout) and then answers 504 unproce
 ``"slow:2s"`` waits, then processes the request normally. With ``conflict_on_duplicate_key``
 set, a body whose key was already accepted gets 409. With ``failure_body``, a failed request is
 answered with the text it returns for the request's headers (a partner echoing credentials).
+``latency`` delays every resource answer (the partner's own processing time).
 
 Run standalone: ``python -m dovetail.testing.partner --port 8765 --client-id ID --client-secret S``.
 """
@@ -144,6 +145,7 @@ class PartnerServer:
         retry_after: int = 1,
         hang: float = 30.0,
         failure_body: Callable[[dict[str, str]], str] | None = None,
+        latency: float = 0.0,
     ) -> None:
         self.port = port
         self.client_id = client_id
@@ -154,6 +156,8 @@ class PartnerServer:
         self.retry_after = retry_after
         self.hang = hang
         self.failure_body = failure_body
+        self.latency = latency
+        """Seconds every resource request takes before it is answered (its processing time)."""
         self._lock = threading.Lock()
         self._state = _State()
         self._server: uvicorn.Server | None = None
@@ -335,6 +339,8 @@ class PartnerServer:
         if self.client_id is not None and not self._authorized(request):
             self._record(request, raw, body, 401)
             return JSONResponse({"error": "invalid_token"}, status_code=401)
+        if self.latency > 0:
+            await asyncio.sleep(self.latency)
         fault = self._next_fault(request.url.path, random_faults=True)
         if isinstance(fault, str) and fault.startswith("slow:"):
             await asyncio.sleep(_seconds(fault[5:]))

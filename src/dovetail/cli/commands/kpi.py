@@ -61,6 +61,7 @@ def _counts(kpis: FlowKpis) -> list[str]:
         str(kpis.dlq_depth),
         f"{kpis.parked} ({kpis.parked_now})",
         str(kpis.retries),
+        str(kpis.token_renewals),
     ]
 
 
@@ -86,7 +87,16 @@ def print_report(report: KpiReport) -> None:
     since, until = (t.isoformat(timespec="seconds") for t in (report.since, report.until))
     table(
         f"{since} to {until}",
-        ["flow", "messages", "success", "dead-lettered", "DLQ depth", "parked (now)", "retries"],
+        [
+            "flow",
+            "messages",
+            "success",
+            "dead-lettered",
+            "DLQ depth",
+            "parked (now)",
+            "retries",
+            "token renewals",
+        ],
         [_counts(kpis) for kpis in shown],
     )
     table(

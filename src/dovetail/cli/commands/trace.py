@@ -93,6 +93,8 @@ def _what(stop: Stop) -> str:
         return f"{stop.reason or ''} ({entry})".lstrip()
     if stop.event == "parked" and stop.next_attempt_at:
         return f"next attempt {stop.next_attempt_at}: {stop.reason or ''}".rstrip(": ")
+    if stop.event == "attempt_failed" and stop.retry_in is not None:
+        return f"{stop.reason or 'failed'}; next attempt in {stop.retry_in:g}s"
     return stop.reason or ""
 
 

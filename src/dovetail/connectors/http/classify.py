@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 import httpx
 
+from dovetail.core.attempts import with_cause
 from dovetail.errors import MessageError, PermanentError, RateLimitedError, TransientError
 from dovetail.observability.redaction import redact
 
@@ -123,10 +124,13 @@ def classify_response(
     reason = f"HTTP {status} from {where}" + (f": {excerpt}" if excerpt else "")
     if policy.is_transient(status):
         retry_after = parse_retry_after(response.headers.get("retry-after"), now=now)
+        cause = f"HTTP {status}"
+        if retry_after is not None:
+            cause += f", Retry-After {retry_after:g}s"
         if status == 429:
-            return RateLimitedError(reason, retry_after=retry_after)
-        return TransientError(reason, retry_after=retry_after)
-    return PermanentError(reason)
+            return with_cause(RateLimitedError(reason, retry_after=retry_after), cause)
+        return with_cause(TransientError(reason, retry_after=retry_after), cause)
+    return with_cause(PermanentError(reason), f"HTTP {status}")
 
 
 def classify_exception(exc: httpx.HTTPError, method: str, url: httpx.URL | str) -> MessageError:
@@ -140,7 +144,7 @@ def classify_exception(exc: httpx.HTTPError, method: str, url: httpx.URL | str) 
     where = describe_request(method, url)
     kind = type(exc).__name__
     if isinstance(exc, httpx.TimeoutException):
-        return TransientError(f"timeout ({kind}) on {where}")
+        return with_cause(TransientError(f"timeout ({kind}) on {where}"), f"timeout ({kind})")
     if isinstance(exc, httpx.HTTPStatusError):
         return classify_response(exc.response, StatusPolicy()) or TransientError(
             f"{kind} on {where}"
@@ -148,7 +152,10 @@ def classify_exception(exc: httpx.HTTPError, method: str, url: httpx.URL | str) 
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.LocalProtocolError | httpx.InvalidURL):
         return PermanentError(f"cannot send {where}: {kind}: {exc}")
     if isinstance(exc, httpx.TransportError):
-        return TransientError(f"connection failed on {where}: {kind}: {exc}")
+        return with_cause(
+            TransientError(f"connection failed on {where}: {kind}: {exc}"),
+            f"connection failed ({kind})",
+        )
     return PermanentError(f"{kind} on {where}: {exc}")
 
 

@@ -24,6 +24,7 @@ from dovetail.connectors.http.classify import (
 from dovetail.connectors.http.soap import SoapConfig, SoapOperation
 from dovetail.connectors.http.url_template import UrlTemplate
 from dovetail.contracts.config import Contract
+from dovetail.core.attempts import Attempt, with_cause
 from dovetail.core.component import BuildContext
 from dovetail.core.envelope import Envelope
 from dovetail.core.ids import make_traceparent
@@ -198,6 +199,9 @@ class HttpSink:
             auth_headers = await self._auth.headers(self._client)
             response = await self._send(method, url, body, {**headers, **auth_headers})
             if response.status_code == 401 and await self._auth.renew(self._client, auth_headers):
+                envelope.attempts.append(
+                    Attempt(envelope.attempt, "HTTP 401 → token renewed", event="token_renewed")
+                )
                 auth_headers = await self._auth.headers(self._client)
                 response = await self._send(method, url, body, {**headers, **auth_headers})
         except MessageError as exc:
@@ -218,8 +222,11 @@ class HttpSink:
                 method, url, content=body, headers=headers, **_withhold_token(self._client)
             )
         assert deadline.cancelled_caught
-        raise TransientError(
-            f"timeout after {self.config.timeout:g}s on {describe_request(method, url)}"
+        raise with_cause(
+            TransientError(
+                f"timeout after {self.config.timeout:g}s on {describe_request(method, url)}"
+            ),
+            f"timeout after {self.config.timeout:g}s",
         )
 
     @staticmethod
