@@ -386,6 +386,13 @@ def test_a_trigger_that_raises_rejects_the_row_without_quoting_it(
     assert [r["order_id"] for r in stored(postgres_url, orders)] == [1]
 
 
+async def discard_temp(sink: Any) -> None:
+    """``DISCARD TEMP`` on the sink's (only) pooled connection, as a pooler might run it."""
+    async with sink._engine.connect() as connection:
+        driver = (await connection.get_raw_connection()).driver_connection
+        await driver.execute("DISCARD TEMP")
+
+
 def test_copy_upserts_reuse_one_staging_table_per_connection(
     postgres_url: str, orders: str, tmp_path: Path
 ) -> None:
@@ -396,19 +403,23 @@ def test_copy_upserts_reuse_one_staging_table_per_connection(
     staging = f"SELECT oid FROM pg_class WHERE relname = '{stage}' AND relpersistence = 't'"
 
     async def scenario() -> list[list[Any]]:
-        seen = []
+        seen: list[list[Any]] = []
         await sink.open()
         try:
-            for start in (1, 3, 1):
+            for start in (1, 3, 1, 5):
                 batch = [{"order_id": n, "email": f"{n}@x"} for n in (start, start + 1)]
                 assert await sink.write(envelopes(batch)) == [None, None]
-                seen.append(sorted(row["oid"] for row in await pg_fetch(postgres_url, staging)))
+                found = await pg_fetch(postgres_url, staging)
+                seen.append(sorted(row["oid"] for row in found))
+                if len(seen) == 3:  # the connection loses it
+                    await discard_temp(sink)
         finally:
             await sink.close()
         return seen
 
-    first, second, third = asyncio.run(scenario())
+    first, second, third, fourth = asyncio.run(scenario())
 
     assert len(first) == 1  # created once, kept for the next batches on the connection
     assert first == second == third
-    assert [r["order_id"] for r in stored(postgres_url, orders)] == [1, 2, 3, 4]
+    assert len(fourth) == 1 and fourth != first  # made again when it was gone
+    assert [r["order_id"] for r in stored(postgres_url, orders)] == [1, 2, 3, 4, 5, 6]

@@ -2,9 +2,11 @@
 
 Insert mode copies the rows straight into the target table. Upsert mode copies them into a
 temporary staging table shaped like the target's columns, then moves them with one ``INSERT ...
-SELECT ... ON CONFLICT (key) DO UPDATE``. The staging table is created once per connection
-(``stage_table``, before the transaction) and emptied by every commit (``ON COMMIT DELETE
-ROWS``), so a batch costs the COPY and the one ``INSERT`` and no catalog work. Rows are ordered
+SELECT ... ON CONFLICT (key) DO UPDATE``. The staging table is made once per connection
+(``CREATE TEMP TABLE IF NOT EXISTS``, a no-op once it is there) and emptied by every commit
+(``ON COMMIT DELETE ROWS``), so a batch does no catalog work. It is created inside the batch's
+transaction, so a connection that lost it (``DISCARD TEMP``, a transaction-mode pooler handing
+out another server connection) simply makes it again. Rows are ordered
 by key on the way in, so concurrent writers lock rows in the same order and do not deadlock
 each other. The caller owns the transaction.
 """
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import operator
-import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,9 +22,6 @@ import orjson
 
 Quote = Callable[[str], str]
 """Quotes an identifier for PostgreSQL when needed (the dialect's identifier preparer)."""
-
-_STAGED: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
-"""Per driver connection, the staging tables it has created (they live as long as it does)."""
 
 
 def stage_name(target: str, columns: Sequence[str]) -> str:
@@ -57,27 +55,6 @@ def _target(schema: str | None, table: str, quote: Quote) -> str:
     return f"{quote(schema)}.{quote(table)}" if schema else quote(table)
 
 
-async def stage_table(
-    connection: Any, *, schema: str | None, table: str, columns: Sequence[str], quote: Quote
-) -> None:
-    """Create the staging table of ``columns`` on ``connection`` unless it has it already.
-
-    Call it outside a transaction: a staging table created inside one would vanish with its
-    rollback. It is temporary (gone with the connection) and ``ON COMMIT DELETE ROWS``.
-    """
-    target = _target(schema, table, quote)
-    stage = stage_name(target, columns)
-    staged = _STAGED.setdefault(connection, set())
-    if stage in staged:
-        return
-    column_list = ", ".join(quote(name) for name in columns)
-    await connection.execute(
-        f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS"
-        f" SELECT {column_list} FROM {target} WITH NO DATA"
-    )
-    staged.add(stage)
-
-
 async def copy_rows(
     connection: Any,
     *,
@@ -92,8 +69,8 @@ async def copy_rows(
 
     ``connection`` is an ``asyncpg.Connection`` inside a transaction. With an empty ``key`` the
     rows are copied into the target (plain insert); otherwise they are upserted on ``key``
-    through the staging table ``stage_table`` made before the transaction: columns outside
-    the key are overwritten, columns not in ``columns`` are left alone.
+    through the connection's staging table: columns outside the key are overwritten, columns
+    not in ``columns`` are left alone.
     Raises the driver's exceptions unchanged (the caller translates them).
     """
     if not key:
@@ -111,6 +88,10 @@ async def copy_rows(
         on_conflict = f"DO UPDATE SET {assignments}"
     else:
         on_conflict = "DO NOTHING"
+    await connection.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS"
+        f" SELECT {column_list} FROM {target} WITH NO DATA"
+    )
     await connection.copy_records_to_table(stage, records=records, columns=list(columns))
     await connection.execute(
         f"INSERT INTO {target} ({column_list}) SELECT {column_list} FROM {stage}"

@@ -20,7 +20,7 @@ from sqlalchemy import Insert, Table, UniqueConstraint
 from sqlalchemy import types as sqltypes
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from dovetail.connectors.sql.copy import copy_rows, stage_table, to_records
+from dovetail.connectors.sql.copy import copy_rows, to_records
 from dovetail.connectors.sql.engine import RowRejected, driver_connection, translate_error
 from dovetail.errors import MessageError, PermanentError, TransientError
 
@@ -193,15 +193,6 @@ class TableWriter:
         async with self._engine.connect() as connection:
             driver = await driver_connection(connection)
             try:
-                if self._key:
-                    for columns in groups:
-                        await stage_table(
-                            driver,
-                            schema=self._table.schema,
-                            table=self._table.name,
-                            columns=columns,
-                            quote=self._quote,
-                        )
                 async with driver.transaction():
                     for columns, group in groups.items():
                         await copy_rows(
