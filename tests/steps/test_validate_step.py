@@ -196,3 +196,38 @@ def _lint(snippet: str, project_dir: Path) -> object:
     from dovetail.testing.components import build_component
 
     return build_component("step", snippet, project_dir)
+
+
+def test_a_json_schema_batch_is_checked_without_a_call_per_conforming_payload(schemas, step_of):
+    import asyncio
+    import sys
+
+    from dovetail.core.ack import Settlement
+    from dovetail.core.envelope import Envelope
+
+    step = step_of("validate: schemas/order.schema.json")
+    good = {"order_id": "A1", "total": 5, "customer": {"email": "a@b.de"}}
+    bad = {"order_id": 7, "customer": {}}
+    batch = [Envelope(payload=p, settlement=Settlement()) for p in [good] * 50 + [bad, good]]
+    calls = 0
+
+    def profile(frame, event, _arg):
+        nonlocal calls
+        if event == "call" and frame.f_code.co_filename.endswith("validate.py"):
+            calls += 1
+
+    async def go():
+        await step.open()
+        sys.setprofile(profile)
+        try:
+            return await step.process(batch)
+        finally:
+            sys.setprofile(None)
+
+    outcome = asyncio.run(go())
+
+    assert outcome.passed == batch[:50] + batch[51:]
+    (failed,) = outcome.failed
+    assert failed.failure.reason.startswith("validate: schema violation at /order_id")
+    # process itself, then check and its reason-building code for the one refused payload only
+    assert calls < 10

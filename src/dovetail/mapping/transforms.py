@@ -332,6 +332,18 @@ _WITH_ARG: dict[str, Callable[[str], Transform]] = {
 VOCABULARY: tuple[str, ...] = tuple(sorted([*_PLAIN, *_WITH_ARG, "lookup", "concat"]))
 """Every transform name a sheet may use."""
 
+FAST_PATHS: dict[str, str] = {
+    "upper": "{v}.upper() if type({v}) is str else {f}({v})",
+    "lower": "{v}.lower() if type({v}) is str else {f}({v})",
+    "trim": "{v}.strip() if type({v}) is str else {f}({v})",
+    "string": "{v} if type({v}) is str else {f}({v})",
+    "int": "{v} if type({v}) is int else {f}({v})",
+    "default": "{v} if type({v}) is str and {v} else {f}({v})",
+}
+"""Per transform name, a Python expression equal to ``{f}({v})`` (the step ``{f}`` applied to
+the local ``{v}``) that skips the call in the common case, text in and text out. The sheet
+compiler inlines it into the function it generates."""
+
 CONCAT = "concat"
 DEFAULT_CONCAT_SEPARATOR = " "
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+import weakref
+from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
 from pathlib import Path
 from typing import Any, cast
@@ -13,9 +14,9 @@ import orjson
 from pydantic import Field, ValidationInfo, field_validator
 
 from dovetail.config.fields import ProjectFile, project_dir_of
-from dovetail.core.component import BuildContext
+from dovetail.core.component import BuildContext, StepOutcome
 from dovetail.core.envelope import Envelope
-from dovetail.core.steps import MessageStep
+from dovetail.core.steps import MessageStep, mark_failed
 from dovetail.errors import ConfigError, PayloadRejected, Problem, ValidationFailed
 from dovetail.plugins.spec import ComponentConfig, ComponentSpec
 from dovetail.safety.paths import is_inside
@@ -78,8 +79,10 @@ def _json_schema_check(path: Path, project_dir: Path, max_errors: int) -> Check:
         schema, base_uri=path.resolve().as_uri(), retriever=retrieve, mask="value"
     )
 
+    is_valid = validator.is_valid
+
     def check(payload: Any) -> None:
-        if validator.is_valid(payload):
+        if is_valid(payload):
             return
         errors = list(islice(validator.iter_errors(payload), max_errors + 1))
         shown = [
@@ -89,6 +92,7 @@ def _json_schema_check(path: Path, project_dir: Path, max_errors: int) -> Check:
         more = " (and more)" if len(errors) > max_errors else ""
         raise ValidationFailed("; ".join(shown) + more)
 
+    _CONFORMS[check] = is_valid
     return check
 
 
@@ -111,6 +115,11 @@ def _not_well_formed(error: Exception) -> str:
     if "amplification" in text or "entity reference loop" in text:
         return "payload is not well-formed XML: entity amplification refused"
     return "payload is not well-formed XML"
+
+
+_CONFORMS: weakref.WeakKeyDictionary[Check, Callable[[Any], bool]] = weakref.WeakKeyDictionary()
+"""Per JSON Schema check, the validator's own yes/no test: a batch is checked with it, and
+only the payloads it refuses go through ``check`` for their reasons."""
 
 
 def _pointer(parts: list[str | int]) -> str:
@@ -232,6 +241,28 @@ class ValidateStep(MessageStep):
         check = self._check or self._load()
         check(envelope.payload)
         return envelope.payload
+
+    async def process(self, batch: Sequence[Envelope]) -> StepOutcome:
+        """Check the whole batch with the validator's yes/no test; only the payloads it
+        refuses are checked again for their reasons (and fail with them)."""
+        check = self._check or self._load()
+        conforms = _CONFORMS.get(check)
+        if conforms is None:  # XSD: per message
+            return await super().process(batch)
+        outcome = StepOutcome()
+        passed = outcome.passed
+        for envelope in batch:
+            if conforms(envelope.payload):
+                passed.append(envelope)
+                continue
+            try:
+                check(envelope.payload)
+            except Exception as exc:  # a bad message becomes data, never unwinds the batch
+                mark_failed(envelope, self.name, exc)
+                outcome.failed.append(envelope)
+            else:
+                passed.append(envelope)
+        return outcome
 
 
 SPEC = ComponentSpec(

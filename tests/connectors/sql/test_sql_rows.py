@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -162,3 +163,40 @@ def test_integers_survive_any_textual_form(number: int) -> None:
 )
 def test_decimals_keep_their_exact_value(amount: Decimal) -> None:
     assert builder().build({"order_id": 1, "total": str(amount)})["total"] == amount
+
+
+def count_python_calls(function: Any, argument: Any) -> int:
+    """How many Python-level functions ``function(argument)`` calls (builtins not counted)."""
+    calls = 0
+
+    def profile(frame: Any, event: str, _arg: object) -> None:
+        nonlocal calls
+        if event == "call":
+            calls += 1
+
+    sys.setprofile(profile)
+    try:
+        function(argument)
+    finally:
+        sys.setprofile(None)
+    return calls - 1  # the function itself
+
+
+def test_values_that_already_have_their_column_type_cost_no_converter_call() -> None:
+    rows = builder()
+    payload = {"order_id": 5, "email": "a@x", "country": "NL", "weight": 2.5, "paid": True}
+    assert rows.build(payload) == payload
+
+    # one call: the straight-line function compiled for this set of columns
+    assert count_python_calls(rows.build, payload) == 1
+
+
+def test_each_set_of_columns_gets_its_own_row_function_in_table_order() -> None:
+    rows = builder()
+
+    first = rows.build({"email": "a@x", "order_id": "1"})
+    second = rows.build({"order_id": 2, "paid": "no", "other": 1})
+
+    assert list(first) == ["order_id", "email"]
+    assert list(second) == ["order_id", "paid"]
+    assert second == {"order_id": 2, "paid": False}

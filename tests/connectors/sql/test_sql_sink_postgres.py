@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sql_support import build_sink, envelopes, pg_execute, pg_fetch, write_once
 
+from dovetail.connectors.sql.copy import stage_name
 from dovetail.errors import PermanentError, TransientError
 
 pytestmark = pytest.mark.postgres
@@ -383,3 +384,42 @@ def test_a_trigger_that_raises_rejects_the_row_without_quoting_it(
     assert "P0001" in str(results[1])
     assert "blocked@x" not in str(results[1])
     assert [r["order_id"] for r in stored(postgres_url, orders)] == [1]
+
+
+async def discard_temp(sink: Any) -> None:
+    """``DISCARD TEMP`` on the sink's (only) pooled connection, as a pooler might run it."""
+    async with sink._engine.connect() as connection:
+        driver = (await connection.get_raw_connection()).driver_connection
+        await driver.execute("DISCARD TEMP")
+
+
+def test_copy_upserts_reuse_one_staging_table_per_connection(
+    postgres_url: str, orders: str, tmp_path: Path
+) -> None:
+    sink = build_sink(
+        sink_yaml(postgres_url, orders, mode="upsert", key="[order_id]", pool_size="1"), tmp_path
+    )
+    stage = stage_name(orders, ["order_id", "email"])  # the test schema needs no quotes
+    staging = f"SELECT oid FROM pg_class WHERE relname = '{stage}' AND relpersistence = 't'"
+
+    async def scenario() -> list[list[Any]]:
+        seen: list[list[Any]] = []
+        await sink.open()
+        try:
+            for start in (1, 3, 1, 5):
+                batch = [{"order_id": n, "email": f"{n}@x"} for n in (start, start + 1)]
+                assert await sink.write(envelopes(batch)) == [None, None]
+                found = await pg_fetch(postgres_url, staging)
+                seen.append(sorted(row["oid"] for row in found))
+                if len(seen) == 3:  # the connection loses it
+                    await discard_temp(sink)
+        finally:
+            await sink.close()
+        return seen
+
+    first, second, third, fourth = asyncio.run(scenario())
+
+    assert len(first) == 1  # created once, kept for the next batches on the connection
+    assert first == second == third
+    assert len(fourth) == 1 and fourth != first  # made again when it was gone
+    assert [r["order_id"] for r in stored(postgres_url, orders)] == [1, 2, 3, 4, 5, 6]

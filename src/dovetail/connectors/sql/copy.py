@@ -1,10 +1,14 @@
 """The PostgreSQL ``COPY`` fast path, on the asyncpg connection under SQLAlchemy's pool.
 
 Insert mode copies the rows straight into the target table. Upsert mode copies them into a
-temporary staging table shaped like the target's columns (``ON COMMIT DROP``, so it lives for
-one transaction), then moves them with one ``INSERT ... SELECT ... ON CONFLICT (key) DO UPDATE``.
-Rows are ordered by key on the way in, so concurrent writers lock rows in the same order and do
-not deadlock each other. The caller owns the transaction.
+temporary staging table shaped like the target's columns, then moves them with one ``INSERT ...
+SELECT ... ON CONFLICT (key) DO UPDATE``. The staging table is made once per connection
+(``CREATE TEMP TABLE IF NOT EXISTS``, a no-op once it is there) and emptied by every commit
+(``ON COMMIT DELETE ROWS``), so a batch does no catalog work. It is created inside the batch's
+transaction, so a connection that lost it (``DISCARD TEMP``, a transaction-mode pooler handing
+out another server connection) simply makes it again. Rows are ordered
+by key on the way in, so concurrent writers lock rows in the same order and do not deadlock
+each other. The caller owns the transaction.
 """
 
 from __future__ import annotations
@@ -47,6 +51,10 @@ def _json_text(value: Any) -> Any:
     return None if value is None else orjson.dumps(value).decode()
 
 
+def _target(schema: str | None, table: str, quote: Quote) -> str:
+    return f"{quote(schema)}.{quote(table)}" if schema else quote(table)
+
+
 async def copy_rows(
     connection: Any,
     *,
@@ -60,8 +68,9 @@ async def copy_rows(
     """Write ``records`` (tuples in ``columns`` order) into ``schema.table`` with ``COPY``.
 
     ``connection`` is an ``asyncpg.Connection`` inside a transaction. With an empty ``key`` the
-    rows are copied into the target (plain insert); otherwise they are upserted on ``key``:
-    columns outside the key are overwritten, columns not in ``columns`` are left alone.
+    rows are copied into the target (plain insert); otherwise they are upserted on ``key``
+    through the connection's staging table: columns outside the key are overwritten, columns
+    not in ``columns`` are left alone.
     Raises the driver's exceptions unchanged (the caller translates them).
     """
     if not key:
@@ -69,7 +78,7 @@ async def copy_rows(
             table, records=records, columns=list(columns), schema_name=schema
         )
         return
-    target = f"{quote(schema)}.{quote(table)}" if schema else quote(table)
+    target = _target(schema, table, quote)
     stage = stage_name(target, columns)
     column_list = ", ".join(quote(name) for name in columns)
     key_list = ", ".join(quote(name) for name in key)
@@ -80,7 +89,7 @@ async def copy_rows(
     else:
         on_conflict = "DO NOTHING"
     await connection.execute(
-        f"CREATE TEMP TABLE {stage} ON COMMIT DROP AS"
+        f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS"
         f" SELECT {column_list} FROM {target} WITH NO DATA"
     )
     await connection.copy_records_to_table(stage, records=records, columns=list(columns))

@@ -26,27 +26,32 @@ from sqlalchemy import Table
 from sqlalchemy import types as sqltypes
 from sqlalchemy.engine import Dialect
 
-from dovetail.connectors.sql.engine import RowRejected
+from dovetail.connectors.sql.row_codegen import (
+    ColumnPlan,
+    Converter,
+    TextOfLength,
+    Unconvertible,
+    compile_mapped_row,
+    compile_row,
+)
 from dovetail.errors import PermanentError
 from dovetail.mapping.jsonata import Expression
-
-Converter = Callable[[Any], Any]
-"""Turns one non-null payload value into the column's Python type; raises on failure."""
 
 _TRUE = frozenset({"true", "t", "yes", "y", "1", "on"})
 _FALSE = frozenset({"false", "f", "no", "n", "0", "off"})
 _LENGTH_ENFORCED = frozenset({"postgresql", "mysql"})
-_MAX_PLANS = 256
-_Plan = tuple[list[tuple[str, "Converter"]], list[str]]
-"""(column, converter) pairs to apply to every value, then text columns to apply to non-``str``."""
-
-
-class _Unconvertible(Exception):
-    """A value does not fit its column's type (the caller names the column)."""
+_MAX_SHAPES = 256
+_MAX_KEY_ORDERS = 4096
 
 
 class RowBuilder:
-    """Builds the row for one payload and checks the key. Raises ``PermanentError`` per message."""
+    """Builds the row for one payload and checks the key. Raises ``PermanentError`` per message.
+
+    Each set of columns a payload fills is compiled, on first sight, into one straight-line
+    function (``rows_codegen``): the values are passed to it positionally, each column's
+    converter is bound in it (with an inline check that skips the call when the value already
+    has the column's type) and the row is built in table order in one step.
+    """
 
     def __init__(
         self,
@@ -59,60 +64,47 @@ class RowBuilder:
     ) -> None:
         self.name = table.name
         self.columns: tuple[str, ...] = tuple(column.name for column in table.columns)
-        self._column_set = frozenset(self.columns)
-        self._mapping = (
-            [(name, mapping[name]) for name in self.columns if name in mapping] if mapping else None
-        )
         self._key = tuple(key)
         self._key_getter = operator.itemgetter(*key) if key else None
-        self._converters: dict[str, Converter] = {}
-        self._type_names: dict[str, str] = {}
+        self._plans: dict[str, ColumnPlan] = {}
         for column in table.columns:
             converter = converter_for(column.type, dialect=dialect)
             if bind_dialect is not None:
                 converter = driver_converter(column.type, converter, bind_dialect)
-            if converter is not None:
-                self._converters[column.name] = converter
-                self._type_names[column.name] = type(column.type).__name__.lower()
-        self._plans: dict[tuple[str, ...], _Plan] = {}
+            self._plans[column.name] = ColumnPlan(
+                column.name,
+                converter,
+                type(column.type).__name__.lower(),
+                _SKIP.get(converter) if converter is not None else None,
+            )
+        self._by_shape: dict[tuple[str, ...], Callable[..., dict[str, Any]]] = {}
+        self._by_keys: dict[tuple[str, ...], tuple[Callable[..., Any], Callable[..., Any]]] = {}
+        self._mapped: Callable[[Any], dict[str, Any]] | None = None
+        if mapping:
+            mapped = [name for name in self.columns if name in mapping]
+            self._mapped = compile_mapped_row(
+                self.name,
+                [self._plans[name] for name in mapped],
+                [mapping[name].evaluate for name in mapped],
+                self._key,
+            )
 
     def build(self, payload: Any) -> dict[str, Any]:
         """The converted row for ``payload``; raises ``PermanentError`` naming the problem."""
-        if self._mapping is not None:
-            row = {name: expression.evaluate(payload) for name, expression in self._mapping}
-        elif isinstance(payload, dict):
-            columns = self._column_set
-            if payload.keys() <= columns:
-                row = dict(payload)
-            else:
-                row = {name: value for name, value in payload.items() if name in columns}
-            if not row:
-                raise PermanentError(f"the payload has no field that is a column of {self.name}")
-        else:
-            raise PermanentError(
-                f"the payload is a {type(payload).__name__}, not an object; map it with `columns`"
-            )
-        names = tuple(row)
-        plan = self._plans.get(names)
-        if plan is None:
-            plan = self._plan(names)
-        typed, texts = plan
-        name = ""
-        try:
-            for name, convert in typed:
-                value = row[name]
-                if value is not None:
-                    row[name] = convert(value)
-            for name in texts:
-                value = row[name]
-                if value is not None and type(value) is not str:
-                    row[name] = _to_text(value)
-        except (_Unconvertible, ValueError, TypeError, ArithmeticError) as exc:
-            raise self._rejection(name, row[name], exc) from None
-        for name in self._key:
-            if row.get(name) is None:
-                raise PermanentError(f"key column {name!r} is missing or null")
-        return row
+        if self._mapped is not None:
+            return self._mapped(payload)
+        if type(payload) is not dict:
+            if not isinstance(payload, dict):
+                raise PermanentError(
+                    f"the payload is a {type(payload).__name__}, not an object;"
+                    " map it with `columns`"
+                )
+            payload = dict(payload)
+        found = self._by_keys.get(tuple(payload))
+        if found is None:
+            found = self._for_keys(tuple(payload))
+        pick, row = found
+        return row(*pick(payload))  # type: ignore[no-any-return]
 
     def key_of(self, row: Mapping[str, Any]) -> Hashable:
         """The upsert key of a built row (the value itself for a one-column key)."""
@@ -121,24 +113,25 @@ class RowBuilder:
         key: Hashable = self._key_getter(row)
         return key
 
-    def _plan(self, names: tuple[str, ...]) -> _Plan:
-        """The converters for a set of present columns, cached for the shapes payloads have:
-        (column, converter) pairs, then the text columns that take any ``str`` unchanged."""
-        converters = self._converters
-        present = [name for name in names if name in converters]
-        plan = (
-            [(name, converters[name]) for name in present if converters[name] is not _to_text],
-            [name for name in present if converters[name] is _to_text],
-        )
-        if len(self._plans) < _MAX_PLANS:
-            self._plans[names] = plan
-        return plan
-
-    def _rejection(self, name: str, value: Any, error: Exception) -> RowRejected:
-        problem = str(error) if isinstance(error, _Unconvertible) else ""
-        if not problem:
-            problem = f"cannot convert a {type(value).__name__} to {self._type_names[name]}"
-        return RowRejected(f"column {name!r}: {problem}")
+    def _for_keys(
+        self, keys: tuple[str, ...]
+    ) -> tuple[Callable[..., Any], Callable[..., dict[str, Any]]]:
+        """The picker of a payload's column values (in table order) and the row function of
+        that set of columns, for payloads with these keys in this order."""
+        present = set(keys)
+        shape = tuple(name for name in self.columns if name in present)
+        if not shape:
+            raise PermanentError(f"the payload has no field that is a column of {self.name}")
+        row = self._by_shape.get(shape)
+        if row is None:
+            row = compile_row(self.name, [self._plans[name] for name in shape], self._key)
+            if len(self._by_shape) < _MAX_SHAPES:
+                self._by_shape[shape] = row
+        getter = operator.itemgetter(*shape)
+        pick: Callable[..., Any] = getter if len(shape) > 1 else lambda p: (getter(p),)
+        if len(self._by_keys) < _MAX_KEY_ORDERS and shape in self._by_shape:
+            self._by_keys[keys] = (pick, row)
+        return pick, row
 
 
 def converter_for(column_type: sqltypes.TypeEngine[Any], *, dialect: str) -> Converter | None:
@@ -199,12 +192,12 @@ def _to_int(value: Any) -> int:
             value = Decimal(text)
     if isinstance(value, float | Decimal) and value == int(value):
         return int(value)
-    raise _Unconvertible
+    raise Unconvertible
 
 
 def _to_decimal(value: Any) -> Decimal:
     if isinstance(value, bool):
-        raise _Unconvertible
+        raise Unconvertible
     if isinstance(value, Decimal):
         return value
     if isinstance(value, int):
@@ -215,18 +208,18 @@ def _to_decimal(value: Any) -> Decimal:
         try:
             return Decimal(value.strip())
         except InvalidOperation:
-            raise _Unconvertible from None
-    raise _Unconvertible
+            raise Unconvertible from None
+    raise Unconvertible
 
 
 def _to_float(value: Any) -> float:
     if isinstance(value, bool):
-        raise _Unconvertible
+        raise Unconvertible
     if isinstance(value, int | float | Decimal):
         return float(value)
     if isinstance(value, str):
         return float(value.strip())
-    raise _Unconvertible
+    raise Unconvertible
 
 
 def _to_bool(value: Any) -> bool:
@@ -240,7 +233,7 @@ def _to_bool(value: Any) -> bool:
             return True
         if text in _FALSE:
             return False
-    raise _Unconvertible
+    raise Unconvertible
 
 
 def _to_date(value: Any) -> date:
@@ -251,7 +244,7 @@ def _to_date(value: Any) -> date:
     if isinstance(value, str):
         text = value.strip()
         return date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text).date()
-    raise _Unconvertible
+    raise Unconvertible
 
 
 def _to_datetime(value: Any) -> datetime:
@@ -261,7 +254,7 @@ def _to_datetime(value: Any) -> datetime:
         return datetime(value.year, value.month, value.day)
     if isinstance(value, str):
         return datetime.fromisoformat(value.strip())
-    raise _Unconvertible
+    raise Unconvertible
 
 
 def _to_aware_datetime(value: Any) -> datetime:
@@ -279,7 +272,7 @@ def _to_time(value: Any) -> time:
         return value
     if isinstance(value, str):
         return time.fromisoformat(value.strip())
-    raise _Unconvertible
+    raise Unconvertible
 
 
 def _to_uuid(value: Any) -> UUID:
@@ -287,7 +280,7 @@ def _to_uuid(value: Any) -> UUID:
         return value
     if isinstance(value, str):
         return UUID(value.strip())
-    raise _Unconvertible
+    raise Unconvertible
 
 
 def _to_text(value: Any) -> str:
@@ -301,17 +294,11 @@ def _to_text(value: Any) -> str:
         return value.isoformat()
     if isinstance(value, dict | list):
         return orjson.dumps(value).decode()
-    raise _Unconvertible
+    raise Unconvertible
 
 
 def _text_of_length(length: int) -> Converter:
-    def convert(value: Any) -> str:
-        text = value if type(value) is str else _to_text(value)
-        if len(text) > length:
-            raise _Unconvertible(f"value longer than {length} characters")
-        return text
-
-    return convert
+    return TextOfLength(length, _to_text)
 
 
 def _date_text(value: Any) -> str:
@@ -369,3 +356,15 @@ _FUSED: dict[Converter, tuple[Converter, tuple[Any, ...]]] = {
     _to_decimal: (_decimal_float, ("19.90", " -0.1 ", 3, 0.1, Decimal("1e-7"), "1234567890.12")),
 }
 """Converters that have a one-step driver form, with the samples that must agree."""
+
+_SKIP: dict[Converter, type] = {
+    _to_int: int,
+    _to_text: str,
+    _to_float: float,
+    _to_bool: bool,
+    _to_decimal: Decimal,
+    _to_date: date,
+    _to_time: time,
+    _to_uuid: UUID,
+}
+"""Converters that return a value of this exact type unchanged: the row skips their call."""
