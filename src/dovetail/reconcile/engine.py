@@ -1,0 +1,378 @@
+"""Reconcile two CSV files in an embedded analytical engine (DuckDB) that spills to disk.
+
+DuckDB reads both files itself (strict CSV, every value as text), groups each side by key
+and joins the two with a memory limit and a spill folder, so a million rows per side take
+seconds at bounded memory and ten million spill instead of growing. Counts of missing,
+extra, duplicate and matched keys come from the join. Field rules are not re-expressed in
+SQL: a matched pair (key unique on both sides) whose raw values are identical is equal under
+every rule (unless a rule has a ``map``), and only the pairs whose raw values differ are
+fetched and judged by the same ``FieldComparer`` as the sort-merge, so every rule gives the
+same answer on both paths.
+
+The engine takes a run only when both sides are UTF-8 CSV files with a plain header and the
+key fields have no rules; a file it cannot parse strictly (a malformed row, a line over the
+record limit) is handed back, and the sort-merge reads it and reports each rejected row.
+Without the ``reconcile`` extra (``duckdb`` not installed) the sort-merge does every run.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dovetail.connectors.file.readers import compression_of
+from dovetail.reconcile.compare import Merger
+from dovetail.reconcile.config import ReconcileConfig, SideConfig
+from dovetail.reconcile.fields import SeenFields
+from dovetail.reconcile.report import ReconcileReport, masked
+from dovetail.reconcile.staging import Side
+from dovetail.safety.limits import DEFAULT_MAX_RECORD_BYTES
+
+if TYPE_CHECKING:
+    import duckdb
+
+MEMORY_LIMIT = "128MB"
+"""DuckDB's working memory; beyond it joins, groupings and sorts spill to the work folder."""
+FETCH_ROWS = 5000
+_UTF8 = {"utf-8", "utf8", "utf_8"}
+
+
+@dataclass(frozen=True, slots=True)
+class CsvSide:
+    """One side as the engine reads it: the file, its delimiter and its header."""
+
+    path: Path
+    delimiter: str
+    header: list[str]
+    names: list[str]
+    """The header with the target's ``target_field`` names renamed to source names."""
+
+
+def engine_installed() -> bool:
+    """True when DuckDB (the ``reconcile`` extra) can be imported."""
+    return importlib.util.find_spec("duckdb") is not None
+
+
+def _sql_name(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _sql_text(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def read_header(path: Path, delimiter: str) -> list[str] | None:
+    """The CSV header as the file reader sees it, or None when the engine must not read it.
+
+    None for a compressed file, a byte-order mark, a blank or multi-line first line, a
+    repeated column name, or a file that does not open or decode.
+    """
+    try:
+        with path.open("rb") as raw:
+            head = raw.read(8)
+            if not head or compression_of(head) is not None or head.startswith(b"\xef\xbb\xbf"):
+                return None
+        with path.open(encoding="utf-8", newline="") as handle:
+            first = handle.readline(DEFAULT_MAX_RECORD_BYTES)
+    except (OSError, UnicodeDecodeError):
+        return None
+    header = next(csv.reader([first], delimiter=delimiter, quotechar='"'), [])
+    text = "".join(header)
+    if not header or "\r" in text or "\n" in text or '"' in first.rstrip("\r\n").replace('""', ""):
+        return None
+    if len(set(header)) != len(header):
+        return None
+    return header
+
+
+def _csv_side(side: SideConfig, root: Path, rename: dict[str, str]) -> CsvSide | None:
+    if side.kind != "csv":
+        return None
+    file = side.file()
+    if file.encoding.lower() not in _UTF8:
+        return None
+    path = Path(file.path) if Path(file.path).is_absolute() else root / file.path
+    header = read_header(path, file.delimiter)
+    if header is None:
+        return None
+    names = [rename.get(name, name) for name in header]
+    if len(set(names)) != len(names):
+        return None
+    return CsvSide(path, file.delimiter, header, names)
+
+
+def open_engine(config: ReconcileConfig, root: Path, folder: Path) -> ColumnarReconciler | None:
+    """An engine for this reconciliation, or None when the sort-merge must run it."""
+    if not engine_installed() or any(name in config.fields for name in config.key):
+        return None
+    rename = {
+        rule.target_field: name
+        for name, rule in config.fields.items()
+        if rule.target_field is not None and rule.target_field != name
+    }
+    source = _csv_side(config.source, root, {})
+    target = _csv_side(config.target, root, rename)
+    if source is None or target is None:
+        return None
+    if not all(name in source.names and name in target.names for name in config.key):
+        return None
+    return ColumnarReconciler(config, source, target, folder)
+
+
+class ColumnarReconciler:
+    """Stages both CSV files in DuckDB, then fills a report from joins of keys and records.
+
+    Each side becomes two tables: its records (key columns ``k0``.., compared fields ``fN``
+    by header position) and its distinct keys with how many records hold each (``n``).
+    """
+
+    def __init__(
+        self, config: ReconcileConfig, source: CsvSide, target: CsvSide, folder: Path
+    ) -> None:
+        self._config = config
+        self._sides: dict[Side, CsvSide] = {"source": source, "target": target}
+        self._folder = folder
+        self._db: duckdb.DuckDBPyConnection | None = None
+        excluded = {*config.key, *config.ignore}
+        self._fields: dict[Side, list[str]] = {}
+        for role, side in self._sides.items():
+            if config.compare == "listed":
+                self._fields[role] = [name for name in config.fields if name not in excluded]
+            else:
+                self._fields[role] = [name for name in side.names if name not in excluded]
+        self._names = list(self._fields["source"])
+        self._names.extend(n for n in self._fields["target"] if n not in self._fields["source"])
+        self._width = len(config.key)
+        self._on = " AND ".join(f"s.k{i} = t.k{i}" for i in range(self._width))
+
+    def _value(self, role: Side, name: str, alias: str) -> str:
+        """The grouped column of field ``name`` as ``alias.fN``, or NULL when ``role`` lacks it."""
+        names = self._sides[role].names
+        return f"{alias}.f{names.index(name)}" if name in names else "NULL"
+
+    def _values(self, role: Side, alias: str) -> list[str]:
+        return [self._value(role, name, alias) for name in self._fields[role]]
+
+    def _keys(self, alias: str) -> list[str]:
+        return [f"{alias}.k{i}" for i in range(self._width)]
+
+    def _key_order(self, alias: str) -> str:
+        """The key's bytes as the sort-merge orders them: a JSON array of text."""
+        return f"to_json(list_value({', '.join(self._keys(alias))}))"
+
+    def _scan(self, role: Side) -> str:
+        """``read_csv`` of ``role``: strict, every column text, named ``c0``, ``c1``..."""
+        side = self._sides[role]
+        columns = ", ".join(f"{_sql_name(f'c{i}')}: 'VARCHAR'" for i in range(len(side.header)))
+        return (
+            f"read_csv({_sql_text(str(side.path))}, delim = {_sql_text(side.delimiter)},"
+            " quote = '\"', escape = '\"', header = true, auto_detect = false,"
+            " strict_mode = true, null_padding = false,"
+            f" max_line_size = {DEFAULT_MAX_RECORD_BYTES}, columns = {{{columns}}})"
+        )
+
+    def _projection(self, role: Side) -> tuple[list[str], list[str]]:
+        """``role``'s key and compared-field columns of a scan, as text ('' for empty)."""
+        names = self._sides[role].names
+        keys = [f"coalesce(c{names.index(name)}, '')" for name in self._config.key]
+        fields = [f"coalesce(c{names.index(n)}, '')" for n in self._fields[role] if n in names]
+        return keys, fields
+
+    def stage(self, report: ReconcileReport, seen: SeenFields) -> bool:
+        """Read and group both files; False (nothing reported) when one does not parse strictly."""
+        import duckdb
+
+        db = duckdb.connect(":memory:")
+        self._db = db
+        spill = self._folder / "spill"
+        for setting in (
+            f"memory_limit = {_sql_text(MEMORY_LIMIT)}",
+            f"temp_directory = {_sql_text(str(spill))}",
+            "threads = 2",
+            "preserve_insertion_order = false",
+        ):
+            db.execute(f"SET {setting}")
+        roles: tuple[Side, Side] = ("source", "target")
+        try:
+            for role in roles:
+                self._group(db, role)
+        except duckdb.InvalidInputException:
+            return False
+        for role in roles:
+            row = db.execute(f"SELECT coalesce(sum(n), 0) FROM {role}_keys").fetchone()
+            count = int(row[0]) if row else 0
+            header = self._sides[role].header if count else []
+            if role == "source":
+                report.source_records = seen.source_records = count
+                seen.source.update(header)
+            else:
+                report.target_records = seen.target_records = count
+                seen.target.update(header)
+        return True
+
+    def _group(self, db: duckdb.DuckDBPyConnection, role: Side) -> None:
+        """Stage ``role``'s keys and compared fields, then count its records per key."""
+        names = self._sides[role].names
+        keys, _ = self._projection(role)
+        columns = [f"{k} AS k{i}" for i, k in enumerate(keys)]
+        columns.extend(
+            f"coalesce(c{names.index(n)}, '') AS f{names.index(n)}"
+            for n in self._fields[role]
+            if n in names
+        )
+        db.execute(f"CREATE TABLE {role} AS SELECT {', '.join(columns)} FROM {self._scan(role)}")
+        key_names = ", ".join(f"k{i}" for i in range(self._width))
+        db.execute(
+            f"CREATE TABLE {role}_keys AS SELECT {key_names}, count(*) AS n"
+            f" FROM {role} GROUP BY {key_names}"
+        )
+
+    def merge(self, report: ReconcileReport) -> None:
+        """Fill ``report`` with the counts and examples (after ``stage`` returned True)."""
+        db = self._db
+        assert db is not None, "stage() first"
+        row = db.execute(
+            "SELECT count(*) FILTER (WHERE t.n IS NULL), count(*) FILTER (WHERE s.n IS NULL),"
+            " count(*) FILTER (WHERE s.n > 0 AND t.n > 0), count(*) FILTER (WHERE s.n > 1),"
+            " count(*) FILTER (WHERE t.n > 1), count(*) FILTER (WHERE s.n = 1 AND t.n = 1)"
+            f" FROM source_keys s FULL JOIN target_keys t ON {self._on}"
+        ).fetchone()
+        assert row is not None
+        missing, extra, matched, dup_source, dup_target, pairs = (int(v) for v in row)
+        report.missing_in_target, report.extra_in_target, report.matched = missing, extra, matched
+        report.duplicate_source_keys, report.duplicate_target_keys = dup_source, dup_target
+        if report.example_limit:
+            self._duplicates(db, report, "source", dup_source)
+            self._duplicates(db, report, "target", dup_target)
+            self._one_sided(db, report, "source", "missing", missing)
+            self._one_sided(db, report, "target", "extra", extra)
+        merger = Merger(self._config, report)
+        judged = 0
+        for key, left, right in self._candidates(db):
+            judged += 1
+            merger.compare_fields(key, left, right)
+        report.equal += pairs - judged
+
+    def _display(self, values: tuple[Any, ...]) -> Any:
+        return values[0] if len(values) == 1 else dict(zip(self._config.key, values, strict=True))
+
+    def _duplicates(
+        self, db: duckdb.DuckDBPyConnection, report: ReconcileReport, role: Side, count: int
+    ) -> None:
+        if not count:
+            return
+        rows = db.execute(
+            f"SELECT {', '.join(self._keys('g'))}, n FROM {role}_keys g WHERE n > 1"
+            f" ORDER BY {self._key_order('g')} LIMIT {report.example_limit}"
+        ).fetchall()
+        for row in rows:
+            report.example(
+                f"duplicate_{role}",
+                {"key": self._display(row[: self._width]), "records": row[self._width]},
+            )
+
+    def _one_sided(
+        self,
+        db: duckdb.DuckDBPyConnection,
+        report: ReconcileReport,
+        role: Side,
+        category: str,
+        count: int,
+    ) -> None:
+        """Examples of keys only ``role`` holds, with the fields of their first record."""
+        if not count:
+            return
+        mine, other = ("s", "target_keys t") if role == "source" else ("t", "source_keys s")
+        width = self._width
+        alone = (
+            f"SELECT {mine}.* FROM {role}_keys {mine} ANTI JOIN {other} ON {self._on}"
+            f" ORDER BY {self._key_order(mine)} LIMIT {report.example_limit}"
+        )
+        on = " AND ".join(f"g.k{i} = r.k{i}" for i in range(width))
+        values = ", ".join([*self._values(role, "r"), "0"])
+        rows = db.execute(
+            f"SELECT {', '.join(self._keys('g'))}, g.n, {values}"
+            f" FROM ({alone}) g JOIN {role} r ON {on} ORDER BY {self._key_order('g')}"
+        ).fetchall()
+        fields = self._fields[role]
+        found: dict[tuple[Any, ...], list[Any]] = {}
+        for row in rows:
+            found.setdefault(row[:width], list(row[width + 1 : -1]))
+        repeated = sorted({row[:width] for row in rows if row[width] > 1})
+        if repeated:
+            found.update(self._first_records(db, role, repeated))
+        mask = set(self._config.mask)
+        for key, record in found.items():
+            shown = dict(zip(fields, record, strict=True))
+            report.example(category, {"key": self._display(key), "fields": masked(shown, mask)})
+
+    def _first_records(
+        self, db: duckdb.DuckDBPyConnection, role: Side, keys: list[tuple[Any, ...]]
+    ) -> dict[tuple[Any, ...], list[Any]]:
+        """The fields of the first record (in file order) of each of ``keys``."""
+        names = self._sides[role].names
+        key_columns, _ = self._projection(role)
+        values = [
+            f"coalesce(c{names.index(n)}, '')" if n in names else "NULL" for n in self._fields[role]
+        ]
+        wanted = ", ".join(
+            "list_value(" + ", ".join(_sql_text(str(v)) for v in key) + ")" for key in keys
+        )
+        db.execute("SET preserve_insertion_order = true")  # rows in file order
+        cursor = db.execute(
+            f"SELECT {', '.join([*key_columns, *values, '0'])} FROM {self._scan(role)}"
+            f" WHERE list_value({', '.join(key_columns)}) IN ({wanted})"
+        )
+        rows = cursor.fetchall()
+        db.execute("SET preserve_insertion_order = false")
+        first: dict[tuple[Any, ...], list[Any]] = {}
+        for row in rows:
+            first.setdefault(row[: self._width], list(row[self._width : -1]))
+        return first
+
+    def _candidates(
+        self, db: duckdb.DuckDBPyConnection
+    ) -> Iterator[tuple[Any, dict[str, Any], dict[str, Any]]]:
+        """Matched pairs, key unique on both sides, whose raw values may differ, in key order."""
+        left, right = self._values("source", "s"), self._values("target", "t")
+        identical_is_equal = not any(rule.map for rule in self._config.fields.values())
+        differ = " OR ".join(
+            f"{self._value('source', n, 's')} IS DISTINCT FROM {self._value('target', n, 't')}"
+            for n in self._names
+        )
+        if identical_is_equal and not differ:
+            return
+        where = f"({differ})" if identical_is_equal else "true"
+        unique = " AND ".join(
+            f"EXISTS (SELECT 1 FROM {role}_keys g WHERE"
+            f" {' AND '.join(f'g.k{i} = p.k{i}' for i in range(self._width))} AND g.n = 1)"
+            for role in ("source", "target")
+        )
+        values = [f"{v} AS v{i}" for i, v in enumerate([*left, *right, "0"])]
+        cursor = db.execute(
+            f"WITH pairs AS MATERIALIZED (SELECT {', '.join([*self._keys('s'), *values])}"
+            f" FROM source s JOIN target t ON {self._on} WHERE {where})"
+            f" SELECT * FROM pairs p WHERE {unique} ORDER BY {self._key_order('p')}"
+        )
+        width = self._width
+        split = width + len(left)
+        while True:
+            chunk = cursor.fetchmany(FETCH_ROWS)
+            if not chunk:
+                return
+            for row in chunk:
+                yield (
+                    self._display(row[:width]),
+                    dict(zip(self._fields["source"], row[width:split], strict=True)),
+                    dict(zip(self._fields["target"], row[split:-1], strict=True)),
+                )
+
+    def close(self) -> None:
+        """Close the engine's database (the caller removes its folder)."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
