@@ -235,14 +235,23 @@ class ColumnarReconciler:
         """Fill ``report`` with the counts and examples (after ``stage`` returned True)."""
         db = self._db
         assert db is not None, "stage() first"
-        row = db.execute(
-            "SELECT count(*) FILTER (WHERE t.n IS NULL), count(*) FILTER (WHERE s.n IS NULL),"
-            " count(*) FILTER (WHERE s.n > 0 AND t.n > 0), count(*) FILTER (WHERE s.n > 1),"
-            " count(*) FILTER (WHERE t.n > 1), count(*) FILTER (WHERE s.n = 1 AND t.n = 1)"
+        # keys that are not one record on each side: few, kept apart for counts and examples
+        pairs = ", ".join(f"s.k{i} AS sk{i}, t.k{i} AS tk{i}" for i in range(self._width))
+        db.execute(
+            f"CREATE TABLE unpaired AS SELECT {pairs}, s.n AS sn, t.n AS tn"
             f" FROM source_keys s FULL JOIN target_keys t ON {self._on}"
+            " WHERE s.n IS NULL OR t.n IS NULL OR s.n > 1 OR t.n > 1"
+        )
+        row = db.execute(
+            "SELECT count(*) FILTER (WHERE tn IS NULL), count(*) FILTER (WHERE sn IS NULL),"
+            " count(*) FILTER (WHERE sn > 1), count(*) FILTER (WHERE tn > 1),"
+            " count(*) FILTER (WHERE sn > 0 AND tn > 0),"
+            " (SELECT count(*) FROM source_keys) FROM unpaired"
         ).fetchone()
         assert row is not None
-        missing, extra, matched, dup_source, dup_target, pairs = (int(v) for v in row)
+        missing, extra, dup_source, dup_target, repeated, distinct = (int(v) for v in row)
+        matched = distinct - missing
+        pairs_unique = matched - repeated
         report.missing_in_target, report.extra_in_target, report.matched = missing, extra, matched
         report.duplicate_source_keys, report.duplicate_target_keys = dup_source, dup_target
         if report.example_limit:
@@ -255,7 +264,7 @@ class ColumnarReconciler:
         for key, left, right in self._candidates(db):
             judged += 1
             merger.compare_fields(key, left, right)
-        report.equal += pairs - judged
+        report.equal += pairs_unique - judged
 
     def _display(self, values: tuple[Any, ...]) -> Any:
         return values[0] if len(values) == 1 else dict(zip(self._config.key, values, strict=True))
@@ -286,11 +295,13 @@ class ColumnarReconciler:
         """Examples of keys only ``role`` holds, with the fields of their first record."""
         if not count:
             return
-        mine, other = ("s", "target_keys t") if role == "source" else ("t", "source_keys s")
+        mine, other = ("s", "t") if role == "source" else ("t", "s")
         width = self._width
+        keys = ", ".join(f"{mine}k{i} AS k{i}" for i in range(width))
         alone = (
-            f"SELECT {mine}.* FROM {role}_keys {mine} ANTI JOIN {other} ON {self._on}"
-            f" ORDER BY {self._key_order(mine)} LIMIT {report.example_limit}"
+            f"SELECT {keys}, {mine}n AS n FROM unpaired WHERE {other}n IS NULL"
+            f" ORDER BY to_json(list_value({', '.join(f'{mine}k{i}' for i in range(width))}))"
+            f" LIMIT {report.example_limit}"
         )
         on = " AND ".join(f"g.k{i} = r.k{i}" for i in range(width))
         values = ", ".join([*self._values(role, "r"), "0"])
