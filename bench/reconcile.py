@@ -122,7 +122,9 @@ def write_sides(root: Path, rows: int) -> None:
 def timed(args: list[str]) -> tuple[float, dict[str, Any]]:
     """Seconds taken by a child process, and the JSON it printed."""
     started = time.perf_counter()
-    done = subprocess.run(args, capture_output=True, check=True, text=True)
+    done = subprocess.run(args, capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"{args[2].split()[0] if len(args) > 2 else args}: failed\n{done.stderr}")
     return time.perf_counter() - started, json.loads(done.stdout)
 
 

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 MEMORY_LIMIT = "128MB"
 """DuckDB's working memory; beyond it joins, groupings and sorts spill to the work folder."""
+PARTITION_BYTES = 128 * 1024 * 1024
+"""Both files' size per partition of the record join (more partitions if it runs short)."""
+MAX_PARTITIONS = 4096
 FETCH_ROWS = 5000
 _UTF8 = {"utf-8", "utf8", "utf_8"}
 
@@ -358,16 +361,12 @@ class ColumnarReconciler:
         if identical_is_equal and not differ:
             return
         where = f"({differ})" if identical_is_equal else "true"
-        unique = " AND ".join(
-            f"EXISTS (SELECT 1 FROM {role}_keys g WHERE"
-            f" {' AND '.join(f'g.k{i} = p.k{i}' for i in range(self._width))} AND g.n = 1)"
-            for role in ("source", "target")
-        )
         values = [f"{v} AS v{i}" for i, v in enumerate([*left, *right, "0"])]
+        self._store_pairs(db, f"{', '.join([*self._keys('s'), *values])}", where)
+        repeated = " AND ".join(f"u.sk{i} = p.k{i}" for i in range(self._width))
         cursor = db.execute(
-            f"WITH pairs AS MATERIALIZED (SELECT {', '.join([*self._keys('s'), *values])}"
-            f" FROM source s JOIN target t ON {self._on} WHERE {where})"
-            f" SELECT * FROM pairs p WHERE {unique} ORDER BY {self._key_order('p')}"
+            f"SELECT p.* FROM pairs p ANTI JOIN unpaired u ON {repeated}"
+            f" ORDER BY {self._key_order('p')}"
         )
         width = self._width
         split = width + len(left)
@@ -381,6 +380,36 @@ class ColumnarReconciler:
                     dict(zip(self._fields["source"], row[width:split], strict=True)),
                     dict(zip(self._fields["target"], row[split:-1], strict=True)),
                 )
+
+    def _store_pairs(self, db: duckdb.DuckDBPyConnection, columns: str, where: str) -> None:
+        """Table ``pairs``: ``columns`` of the records joined by key that satisfy ``where``.
+
+        The join holds one side's records in a hash table; when it does not fit the memory
+        limit it is done again in more partitions by key hash (one join per partition, each
+        reading both tables), so memory stays bounded however many records there are.
+        """
+        import duckdb
+
+        size = sum(side.path.stat().st_size for side in self._sides.values())
+        parts = max(1, -(-size // PARTITION_BYTES))
+        join = f"SELECT {columns} FROM source s JOIN target t ON {self._on} WHERE {where}"
+        while True:
+            db.execute(f"CREATE OR REPLACE TABLE pairs AS {join} AND false")
+            try:
+                for part in range(parts):
+                    hashed = ""
+                    if parts > 1:
+                        hashed = " AND ".join(
+                            f"hash({', '.join(self._keys(alias))}) % {parts} = {part}"
+                            for alias in ("s", "t")
+                        )
+                        hashed = f" AND {hashed}"
+                    db.execute(f"INSERT INTO pairs {join}{hashed}")
+                return
+            except duckdb.OutOfMemoryException:
+                if parts >= MAX_PARTITIONS:
+                    raise
+                parts *= 4
 
     def close(self) -> None:
         """Close the engine's database (the caller removes its folder)."""
