@@ -188,3 +188,44 @@ def test_the_first_record_of_a_repeated_missing_key_is_shown(tmp_path: Path) -> 
     assert report.examples["missing"] == [{"key": "2", "fields": {"a": "first"}}]
     assert report.examples["duplicate_source"] == [{"key": "2", "records": 2}]
     assert (report.matched, report.equal, report.missing_in_target) == (1, 1, 1)
+
+
+EDGE_FILES = {
+    "blank line": "id,a\n1,x\n\n2,y\n",
+    "blank line, one column": "id\n1\n\n2\n",
+    "CRLF": "id,a\r\n1,x\r\n2,y\r\n",
+    "lone CR": "id,a\r1,x\r2,y\r",
+    "short row": "id,a\n1\n2,y\n",
+    "quote inside a field": 'id,a\n1,x"y\n2,y\n',
+    "space before a quote": 'id,a\n1, "x"\n2,y\n',
+    "text after a closing quote": 'id,a\n1,"x"y\n2,y\n',
+    "new line in quotes": 'id,a\n1,"x\ny"\n2,y\n',
+    "no final new line": "id,a\n1,x\n2,y",
+    "unclosed quote": 'id,a\n1,"x\n2,y\n',
+    "empty and quoted empty": 'id,a\n1,""\n2,\n',
+    "only a header": "id,a\n",
+    "backslash before a quote": 'id,a\n1,"x\\"y"\n',
+    "repeated column": "id,a,a\n1,x,y\n",
+}
+
+
+@pytest.mark.parametrize("text", EDGE_FILES.values(), ids=EDGE_FILES.keys())
+def test_files_the_reader_splits_its_own_way_give_the_same_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    """Where DuckDB and the file reader could disagree, the sort-merge reads the file."""
+    (tmp_path / "source.csv").write_text(text, newline="")
+    (tmp_path / "target.csv").write_text("id,a\n1,x\n2,y\n")
+    config = {"source": {"csv": "source.csv"}, "target": {"csv": "target.csv"}, "key": "id"}
+
+    def outcome() -> Any:
+        try:
+            return _report_of(reconcile(tmp_path, **config))
+        except Exception as exc:  # a file the reader refuses must be refused the same way
+            return f"{type(exc).__name__}: {exc}"
+
+    fast = outcome()
+    with monkeypatch.context() as patch:
+        patch.setattr(run, "open_engine", lambda *args: None)
+        reference = outcome()
+    assert fast == reference

@@ -87,9 +87,34 @@ def read_header(path: Path, delimiter: str) -> list[str] | None:
     text = "".join(header)
     if not header or "\r" in text or "\n" in text or '"' in first.rstrip("\r\n").replace('""', ""):
         return None
-    if len(set(header)) != len(header):
+    if len(header) < 2 or len(set(header)) != len(header) or not _plain_layout(path):
         return None
     return header
+
+
+_SCAN_BYTES = 8 * 1024 * 1024
+_SPACED_QUOTES = (b' "', b'\t"', b'" ', b'"\t')
+
+
+def _plain_layout(path: Path) -> bool:
+    """False when the file reader and DuckDB could split the file differently.
+
+    That is a line ending in a lone carriage return (the reader refuses it, DuckDB splits
+    on it), and a quote next to a space or tab (the reader keeps ``, "x"`` as text, DuckDB
+    takes it as a quoted field); a blank line in a one-column file (the reader skips it,
+    DuckDB reads an empty record) is excluded by the caller.
+    """
+    with path.open("rb") as handle:
+        tail = b""
+        while chunk := handle.read(_SCAN_BYTES):
+            window = tail + chunk
+            body = window[:-1] if window.endswith(b"\r") else window  # its \n may follow
+            if body.count(b"\r") != body.count(b"\r\n"):
+                return False
+            if b'"' in window and any(pattern in window for pattern in _SPACED_QUOTES):
+                return False
+            tail = window[-1:]
+    return not tail.endswith(b"\r")
 
 
 def _csv_side(side: SideConfig, root: Path, rename: dict[str, str]) -> CsvSide | None:
@@ -197,6 +222,7 @@ class ColumnarReconciler:
             f"temp_directory = {_sql_text(str(spill))}",
             "threads = 2",
             "preserve_insertion_order = false",
+            "enable_progress_bar = false",  # it would write to stdout, mid-report
         ):
             db.execute(f"SET {setting}")
         roles: tuple[Side, Side] = ("source", "target")
