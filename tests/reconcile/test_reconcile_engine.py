@@ -158,7 +158,9 @@ def test_engine_and_sort_merge_agree(monkeypatch: pytest.MonkeyPatch, data: dict
             root,
             {"source": {"csv": "source.csv"}, "target": {"csv": "target.csv"}, **config},
         )
-    assert engine_ran
+        # the engine runs unless a quote beside a space could be split differently
+        plain = all(engine.read_header(root / f"{side}.csv", ",") for side in ("source", "target"))
+    assert engine_ran == plain
     assert _report_of(fast) == _report_of(reference)
 
 
