@@ -154,8 +154,10 @@ def open_engine(config: ReconcileConfig, root: Path, folder: Path) -> ColumnarRe
 class ColumnarReconciler:
     """Stages both CSV files in DuckDB, then fills a report from joins of keys and records.
 
-    Each side becomes two tables: its records (key columns ``k0``.., compared fields ``fN``
-    by header position) and its distinct keys with how many records hold each (``n``).
+    Each side becomes a table of its records (key columns ``k0``.., compared fields ``fN`` by
+    header position); one grouping of both keeps the keys that are not held once on each side
+    (``unpaired``, with the record counts ``sn`` and ``tn``), and one join finds the pairs whose
+    raw values differ.
     """
 
     def __init__(
@@ -232,7 +234,7 @@ class ColumnarReconciler:
         except duckdb.InvalidInputException:
             return False
         for role in roles:
-            row = db.execute(f"SELECT coalesce(sum(n), 0) FROM {role}_keys").fetchone()
+            row = db.execute(f"SELECT count(*) FROM {role}").fetchone()
             count = int(row[0]) if row else 0
             header = self._sides[role].header if count else []
             if role == "source":
@@ -244,7 +246,7 @@ class ColumnarReconciler:
         return True
 
     def _group(self, db: duckdb.DuckDBPyConnection, role: Side) -> None:
-        """Stage ``role``'s keys and compared fields, then count its records per key."""
+        """Stage ``role``'s keys and compared fields as a table named ``role``."""
         names = self._sides[role].names
         keys, _ = self._projection(role)
         columns = [f"{k} AS k{i}" for i, k in enumerate(keys)]
@@ -254,33 +256,30 @@ class ColumnarReconciler:
             if n in names
         )
         db.execute(f"CREATE TABLE {role} AS SELECT {', '.join(columns)} FROM {self._scan(role)}")
-        key_names = ", ".join(f"k{i}" for i in range(self._width))
-        db.execute(
-            f"CREATE TABLE {role}_keys AS SELECT {key_names}, count(*) AS n"
-            f" FROM {role} GROUP BY {key_names}"
-        )
 
     def merge(self, report: ReconcileReport) -> None:
         """Fill ``report`` with the counts and examples (after ``stage`` returned True)."""
         db = self._db
         assert db is not None, "stage() first"
         # keys that are not one record on each side: few, kept apart for counts and examples
-        pairs = ", ".join(f"s.k{i} AS sk{i}, t.k{i} AS tk{i}" for i in range(self._width))
+        keys = ", ".join(f"k{i}" for i in range(self._width))
         db.execute(
-            f"CREATE TABLE unpaired AS SELECT {pairs}, s.n AS sn, t.n AS tn"
-            f" FROM source_keys s FULL JOIN target_keys t ON {self._on}"
-            " WHERE s.n IS NULL OR t.n IS NULL OR s.n > 1 OR t.n > 1"
+            f"CREATE TABLE unpaired AS SELECT {keys}, count(*) FILTER (WHERE side = 0) AS sn,"
+            " count(*) FILTER (WHERE side = 1) AS tn"
+            f" FROM (SELECT {keys}, 0 AS side FROM source UNION ALL"
+            f" SELECT {keys}, 1 AS side FROM target) GROUP BY {keys}"
+            " HAVING sn <> 1 OR tn <> 1"
         )
         row = db.execute(
-            "SELECT count(*) FILTER (WHERE tn IS NULL), count(*) FILTER (WHERE sn IS NULL),"
+            "SELECT count(*) FILTER (WHERE tn = 0), count(*) FILTER (WHERE sn = 0),"
             " count(*) FILTER (WHERE sn > 1), count(*) FILTER (WHERE tn > 1),"
-            " count(*) FILTER (WHERE sn > 0 AND tn > 0),"
-            " (SELECT count(*) FROM source_keys) FROM unpaired"
+            " count(*) FILTER (WHERE sn > 0 AND tn > 0), coalesce(sum(sn), 0) FROM unpaired"
         ).fetchone()
         assert row is not None
-        missing, extra, dup_source, dup_target, repeated, distinct = (int(v) for v in row)
-        matched = distinct - missing
-        pairs_unique = matched - repeated
+        missing, extra, dup_source, dup_target, repeated, unpaired_records = (int(v) for v in row)
+        # a key held once on each side has exactly one of the source's records
+        pairs_unique = report.source_records - unpaired_records
+        matched = pairs_unique + repeated
         report.missing_in_target, report.extra_in_target, report.matched = missing, extra, matched
         report.duplicate_source_keys, report.duplicate_target_keys = dup_source, dup_target
         if report.example_limit:
@@ -303,8 +302,9 @@ class ColumnarReconciler:
     ) -> None:
         if not count:
             return
+        n = "sn" if role == "source" else "tn"
         rows = db.execute(
-            f"SELECT {', '.join(self._keys('g'))}, n FROM {role}_keys g WHERE n > 1"
+            f"SELECT {', '.join(self._keys('g'))}, {n} FROM unpaired g WHERE {n} > 1"
             f" ORDER BY {self._key_order('g')} LIMIT {report.example_limit}"
         ).fetchall()
         for row in rows:
@@ -326,11 +326,9 @@ class ColumnarReconciler:
             return
         mine, other = ("s", "t") if role == "source" else ("t", "s")
         width = self._width
-        keys = ", ".join(f"{mine}k{i} AS k{i}" for i in range(width))
         alone = (
-            f"SELECT {keys}, {mine}n AS n FROM unpaired WHERE {other}n IS NULL"
-            f" ORDER BY to_json(list_value({', '.join(f'{mine}k{i}' for i in range(width))}))"
-            f" LIMIT {report.example_limit}"
+            f"SELECT *, {mine}n AS n FROM unpaired u WHERE {other}n = 0"
+            f" ORDER BY {self._key_order('u')} LIMIT {report.example_limit}"
         )
         on = " AND ".join(f"g.k{i} = r.k{i}" for i in range(width))
         values = ", ".join([*self._values(role, "r"), "0"])
@@ -389,7 +387,7 @@ class ColumnarReconciler:
         where = f"({differ})" if identical_is_equal else "true"
         values = [f"{v} AS v{i}" for i, v in enumerate([*left, *right, "0"])]
         self._store_pairs(db, f"{', '.join([*self._keys('s'), *values])}", where)
-        repeated = " AND ".join(f"u.sk{i} = p.k{i}" for i in range(self._width))
+        repeated = " AND ".join(f"u.k{i} = p.k{i}" for i in range(self._width))
         cursor = db.execute(
             f"SELECT p.* FROM pairs p ANTI JOIN unpaired u ON {repeated}"
             f" ORDER BY {self._key_order('p')}"
