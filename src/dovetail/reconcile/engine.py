@@ -35,7 +35,7 @@ from dovetail.safety.limits import DEFAULT_MAX_RECORD_BYTES
 if TYPE_CHECKING:
     import duckdb
 
-MEMORY_LIMIT = "128MB"
+MEMORY_LIMIT = "112MB"
 """DuckDB's working memory; beyond it joins, groupings and sorts spill to the work folder."""
 PARTITION_BYTES = 128 * 1024 * 1024
 """Both files' size per partition of the record join (more partitions if it runs short)."""

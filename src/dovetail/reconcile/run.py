@@ -42,9 +42,10 @@ async def reconcile_async(
 
     Parsing, staging and merging run in worker threads; only network reads run on the event
     loop. ``workdir`` holds the temporary staging database or the engine's spill files
-    (default: the system temp folder; it needs about the size of both sides' data). Raises ``TransientError`` or
-    ``PermanentError`` (naming the side) when a side cannot be read, and ``ConfigError``
-    (located in the reconciliation file) when a key or rule names a field the data lacks.
+    (default: the system temp folder; it needs about the size of both sides' data). Raises
+    ``TransientError`` or ``PermanentError`` (naming the side) when a side cannot be read, and
+    ``ConfigError`` (located in the reconciliation file) when a key or rule names a field the
+    data lacks.
     """
     root = Path(project_dir)
     started_at = datetime.now(UTC)
