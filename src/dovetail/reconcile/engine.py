@@ -17,16 +17,14 @@ Without the ``reconcile`` extra (``duckdb`` not installed) the sort-merge does e
 
 from __future__ import annotations
 
-import csv
 import importlib.util
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dovetail.connectors.file.readers import compression_of
 from dovetail.reconcile.compare import Merger
-from dovetail.reconcile.config import ReconcileConfig, SideConfig
+from dovetail.reconcile.config import ReconcileConfig
+from dovetail.reconcile.csv_layout import CsvSide, csv_side
 from dovetail.reconcile.fields import SeenFields
 from dovetail.reconcile.report import ReconcileReport, masked
 from dovetail.reconcile.staging import Side
@@ -41,18 +39,6 @@ PARTITION_BYTES = 128 * 1024 * 1024
 """Both files' size per partition of the record join (more partitions if it runs short)."""
 MAX_PARTITIONS = 4096
 FETCH_ROWS = 5000
-_UTF8 = {"utf-8", "utf8", "utf_8"}
-
-
-@dataclass(frozen=True, slots=True)
-class CsvSide:
-    """One side as the engine reads it: the file, its delimiter and its header."""
-
-    path: Path
-    delimiter: str
-    header: list[str]
-    names: list[str]
-    """The header with the target's ``target_field`` names renamed to source names."""
 
 
 def engine_installed() -> bool:
@@ -68,71 +54,6 @@ def _sql_text(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def read_header(path: Path, delimiter: str) -> list[str] | None:
-    """The CSV header as the file reader sees it, or None when the engine must not read it.
-
-    None for a compressed file, a byte-order mark, a blank or multi-line first line, a
-    repeated column name, or a file that does not open or decode.
-    """
-    try:
-        with path.open("rb") as raw:
-            head = raw.read(8)
-            if not head or compression_of(head) is not None or head.startswith(b"\xef\xbb\xbf"):
-                return None
-        with path.open(encoding="utf-8", newline="") as handle:
-            first = handle.readline(DEFAULT_MAX_RECORD_BYTES)
-    except (OSError, UnicodeDecodeError):
-        return None
-    header = next(csv.reader([first], delimiter=delimiter, quotechar='"'), [])
-    text = "".join(header)
-    if not header or "\r" in text or "\n" in text or '"' in first.rstrip("\r\n").replace('""', ""):
-        return None
-    if len(header) < 2 or len(set(header)) != len(header) or not _plain_layout(path):
-        return None
-    return header
-
-
-_SCAN_BYTES = 8 * 1024 * 1024
-_SPACED_QUOTES = (b' "', b'\t"', b'" ', b'"\t')
-
-
-def _plain_layout(path: Path) -> bool:
-    """False when the file reader and DuckDB could split the file differently.
-
-    That is a line ending in a lone carriage return (the reader refuses it, DuckDB splits
-    on it), and a quote next to a space or tab (the reader keeps ``, "x"`` as text, DuckDB
-    takes it as a quoted field); a blank line in a one-column file (the reader skips it,
-    DuckDB reads an empty record) is excluded by the caller.
-    """
-    with path.open("rb") as handle:
-        tail = b""
-        while chunk := handle.read(_SCAN_BYTES):
-            window = tail + chunk
-            body = window[:-1] if window.endswith(b"\r") else window  # its \n may follow
-            if body.count(b"\r") != body.count(b"\r\n"):
-                return False
-            if b'"' in window and any(pattern in window for pattern in _SPACED_QUOTES):
-                return False
-            tail = window[-1:]
-    return not tail.endswith(b"\r")
-
-
-def _csv_side(side: SideConfig, root: Path, rename: dict[str, str]) -> CsvSide | None:
-    if side.kind != "csv":
-        return None
-    file = side.file()
-    if file.encoding.lower() not in _UTF8:
-        return None
-    path = Path(file.path) if Path(file.path).is_absolute() else root / file.path
-    header = read_header(path, file.delimiter)
-    if header is None:
-        return None
-    names = [rename.get(name, name) for name in header]
-    if len(set(names)) != len(names):
-        return None
-    return CsvSide(path, file.delimiter, header, names)
-
-
 def open_engine(config: ReconcileConfig, root: Path, folder: Path) -> ColumnarReconciler | None:
     """An engine for this reconciliation, or None when the sort-merge must run it."""
     if not engine_installed() or any(name in config.fields for name in config.key):
@@ -142,8 +63,8 @@ def open_engine(config: ReconcileConfig, root: Path, folder: Path) -> ColumnarRe
         for name, rule in config.fields.items()
         if rule.target_field is not None and rule.target_field != name
     }
-    source = _csv_side(config.source, root, {})
-    target = _csv_side(config.target, root, rename)
+    source = csv_side(config.source, root, {})
+    target = csv_side(config.target, root, rename)
     if source is None or target is None:
         return None
     if not all(name in source.names and name in target.names for name in config.key):
