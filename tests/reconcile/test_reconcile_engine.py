@@ -233,3 +233,40 @@ def test_files_the_reader_splits_its_own_way_give_the_same_report(
         patch.setattr(run, "open_engine", lambda *args: None)
         reference = outcome()
     assert fast == reference
+
+
+@pytest.mark.parametrize("normalize", [["lower"], ["strip"], ["strip", "upper"], ["upper"]])
+def test_case_and_space_rules_in_sql_answer_as_python(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, normalize: list[str]
+) -> None:
+    """ASCII text is normalised in SQL; other text goes to Python; the answers are the same."""
+    pairs = [
+        ("a", "A"),
+        (" a\t", "a"),
+        ("\x1ca\x1f", "A"),
+        ("\x0ba\x0c", "a"),
+        ("", " "),
+        ("x", ""),
+        ("İ", "i̇"),
+        ("ß", "SS"),
+        ("ǅ", "ǆ"),
+        ("\u00a0a", "a"),
+        ("\u2003A ", "a"),
+        ("ab", "a b"),
+    ]
+    source = [{"id": str(i), "v": a} for i, (a, _) in enumerate(pairs)]
+    target = [{"id": str(i), "v": b} for i, (_, b) in enumerate(pairs)]
+    write_csv(tmp_path / "source.csv", source, ["id", "v"])
+    write_csv(tmp_path / "target.csv", target, ["id", "v"])
+    for blank_is_null in (True, False):
+        config = {
+            "source": {"csv": "source.csv"},
+            "target": {"csv": "target.csv"},
+            "key": "id",
+            "fields": {"v": {"normalize": normalize}},
+            "blank_is_null": blank_is_null,
+            "examples": 100,
+        }
+        fast, reference, engine_ran = _both(monkeypatch, tmp_path, config)
+        assert engine_ran
+        assert _report_of(fast) == _report_of(reference)

@@ -5,9 +5,10 @@ and joins the two with a memory limit and a spill folder, so a million rows per 
 seconds at bounded memory and ten million spill instead of growing. Counts of missing,
 extra, duplicate and matched keys come from the join. Field rules are not re-expressed in
 SQL: a matched pair (key unique on both sides) whose raw values are identical is equal under
-every rule (unless a rule has a ``map``), and only the pairs whose raw values differ are
-fetched and judged by the same ``FieldComparer`` as the sort-merge, so every rule gives the
-same answer on both paths.
+every rule (unless a rule has a ``map``), ASCII text under a rule of only ``strip``, ``lower``
+and ``upper`` is compared in SQL (where both give the same text), and the other pairs whose
+raw values differ are fetched and judged by the same ``FieldComparer`` as the sort-merge, so
+every rule gives the same answer on both paths.
 
 The engine takes a run only when both sides are UTF-8 CSV files with a plain header and the
 key fields have no rules; a file it cannot parse strictly (a malformed row, a line over the
@@ -39,6 +40,14 @@ PARTITION_BYTES = 128 * 1024 * 1024
 """Both files' size per partition of the record join (more partitions if it runs short)."""
 MAX_PARTITIONS = 4096
 FETCH_ROWS = 5000
+_PY_WHITESPACE = " || ".join(f"chr({code})" for code in range(128) if chr(code).isspace())
+"""The ASCII characters ``str.strip`` removes, as a SQL string."""
+_ASCII_SQL = {
+    "strip": "trim({}, " + _PY_WHITESPACE + ")",
+    "lower": "lower({})",
+    "upper": "upper({})",
+}
+"""Normalisations SQL applies exactly as Python's ``str`` methods do, on ASCII text."""
 
 
 def engine_installed() -> bool:
@@ -293,16 +302,33 @@ class ColumnarReconciler:
             first.setdefault(row[: self._width], list(row[self._width : -1]))
         return first
 
+    def _differs(self, name: str) -> str:
+        """SQL true when the pair's values of ``name`` may differ under its rule.
+
+        Raw text that differs is a candidate, except for a rule made only of ``strip``,
+        ``lower`` and ``upper`` when both values are ASCII: there SQL applies the same steps
+        with the same result as Python, and equal normalised text is equal whether or not a
+        blank counts as null. Everything else is left to Python.
+        """
+        left, right = self._value("source", name, "s"), self._value("target", name, "t")
+        differs = f"{left} IS DISTINCT FROM {right}"
+        rule = self._config.rule(name)
+        simple = rule.tolerance is None and not rule.map and set(rule.normalize) <= set(_ASCII_SQL)
+        if not rule.normalize or not simple or "NULL" in (left, right):
+            return differs
+        a, b = left, right
+        for step in rule.normalize:
+            a, b = _ASCII_SQL[step].format(a), _ASCII_SQL[step].format(b)
+        ascii_only = f"strlen({left}) = length({left}) AND strlen({right}) = length({right})"
+        return f"({differs} AND NOT ({ascii_only} AND {a} = {b}))"
+
     def _candidates(
         self, db: duckdb.DuckDBPyConnection
     ) -> Iterator[tuple[Any, dict[str, Any], dict[str, Any]]]:
         """Matched pairs, key unique on both sides, whose raw values may differ, in key order."""
         left, right = self._values("source", "s"), self._values("target", "t")
         identical_is_equal = not any(rule.map for rule in self._config.fields.values())
-        differ = " OR ".join(
-            f"{self._value('source', n, 's')} IS DISTINCT FROM {self._value('target', n, 't')}"
-            for n in self._names
-        )
+        differ = " OR ".join(self._differs(name) for name in self._names)
         if identical_is_equal and not differ:
             return
         where = f"({differ})" if identical_is_equal else "true"
