@@ -270,3 +270,41 @@ def test_case_and_space_rules_in_sql_answer_as_python(
         fast, reference, engine_ran = _both(monkeypatch, tmp_path, config)
         assert engine_ran
         assert _report_of(fast) == _report_of(reference)
+
+
+@pytest.mark.parametrize("tolerance", [0, 0.01, 0.5, 1e-20, 10])
+def test_tolerances_in_sql_answer_as_python(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tolerance: float
+) -> None:
+    """Plain numbers are compared in SQL, every other text in Python; the answers agree."""
+    pairs = [
+        ("12.50", "12.5"),
+        ("1.005", "1.015"),
+        ("1.005", "1.0151"),
+        ("1e2", "100"),
+        ("+1", "1"),
+        (" 1", "1"),
+        ("-0", "0"),
+        ("0.1234567890123456789", "0.1234567890123456788"),
+        ("0.123456789012345678", "0.123456789012345677"),
+        ("99999999999999999999", "99999999999999999998"),
+        ("999999999999999999", "-999999999999999999"),
+        ("5.", "5"),
+        (".5", "0.5"),
+        ("", "0"),
+        ("abc", "abd"),
+    ]
+    source = [{"id": str(i), "v": a} for i, (a, _) in enumerate(pairs)]
+    target = [{"id": str(i), "v": b} for i, (_, b) in enumerate(pairs)]
+    write_csv(tmp_path / "source.csv", source, ["id", "v"])
+    write_csv(tmp_path / "target.csv", target, ["id", "v"])
+    config = {
+        "source": {"csv": "source.csv"},
+        "target": {"csv": "target.csv"},
+        "key": "id",
+        "fields": {"v": {"tolerance": tolerance}},
+        "examples": 100,
+    }
+    fast, reference, engine_ran = _both(monkeypatch, tmp_path, config)
+    assert engine_ran
+    assert _report_of(fast) == _report_of(reference)

@@ -6,9 +6,9 @@ seconds at bounded memory and ten million spill instead of growing. Counts of mi
 extra, duplicate and matched keys come from the join. Field rules are not re-expressed in
 SQL: a matched pair (key unique on both sides) whose raw values are identical is equal under
 every rule (unless a rule has a ``map``), ASCII text under a rule of only ``strip``, ``lower``
-and ``upper`` is compared in SQL (where both give the same text), and the other pairs whose
-raw values differ are fetched and judged by the same ``FieldComparer`` as the sort-merge, so
-every rule gives the same answer on both paths.
+and ``upper`` and plain numbers under a rule of only ``tolerance`` are compared in SQL (where
+it gives Python's answer), and the other pairs whose raw values differ are fetched and judged
+by the same ``FieldComparer`` as the sort-merge, so every rule answers the same on both paths.
 
 The engine takes a run only when both sides are UTF-8 CSV files with a plain header and the
 key fields have no rules; a file it cannot parse strictly (a malformed row, a line over the
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,6 +80,29 @@ def open_engine(config: ReconcileConfig, root: Path, folder: Path) -> ColumnarRe
     if not all(name in source.names and name in target.names for name in config.key):
         return None
     return ColumnarReconciler(config, source, target, folder)
+
+
+_PLAIN_NUMBER = "'^-?[0-9]{1,18}([.][0-9]{1,18})?$'"
+"""Numbers SQL reads exactly as DECIMAL(38, 18): no sign but minus, no exponent, 18+18 digits."""
+
+
+def _within_tolerance(left: str, right: str, tolerance: float | None) -> str | None:
+    """SQL true only when both texts are plain numbers within ``tolerance`` of each other.
+
+    Python's ``to_decimal`` reads every such text as the same number, so SQL's answer is
+    Python's; any other text (signs, exponents, spaces, long numbers) makes it false, and the
+    pair goes to Python. None when the tolerance itself is not exact in DECIMAL(38, 18).
+    """
+    if tolerance is None:
+        return None
+    limit = Decimal(repr(tolerance))
+    exponent = limit.as_tuple().exponent
+    if not isinstance(exponent, int) or exponent < -18 or limit >= 10**19:
+        return None
+    exact = "DECIMAL(38, 18)"
+    numbers = " AND ".join(f"regexp_full_match({v}, {_PLAIN_NUMBER})" for v in (left, right))
+    gap = f"abs(TRY_CAST({left} AS {exact}) - TRY_CAST({right} AS {exact}))"
+    return f"coalesce({numbers} AND {gap} <= CAST('{format(limit, 'f')}' AS {exact}), false)"
 
 
 class ColumnarReconciler:
@@ -313,6 +337,9 @@ class ColumnarReconciler:
         left, right = self._value("source", name, "s"), self._value("target", name, "t")
         differs = f"{left} IS DISTINCT FROM {right}"
         rule = self._config.rule(name)
+        within = _within_tolerance(left, right, rule.tolerance)
+        if within and not rule.normalize and not rule.map and "NULL" not in (left, right):
+            return f"({differs} AND NOT {within})"
         simple = rule.tolerance is None and not rule.map and set(rule.normalize) <= set(_ASCII_SQL)
         if not rule.normalize or not simple or "NULL" in (left, right):
             return differs
