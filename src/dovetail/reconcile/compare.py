@@ -113,6 +113,16 @@ class Merger:
             return
         left: dict[str, Any] = orjson.loads(s.fields)
         right: dict[str, Any] = orjson.loads(t.fields)
+        self.compare_fields(display_key(s.key, self._key), left, right)
+
+    def compare_fields(self, key: Any, left: dict[str, Any], right: dict[str, Any]) -> None:
+        """Judge one matched pair (key unique on both sides) field by field, under the rules.
+
+        ``key`` is the key as shown in reports; ``left`` and ``right`` are the source's and
+        the target's compared fields (target names renamed to source names). Counts the pair
+        as equal or mismatched and keeps examples of its differing fields.
+        """
+        report = self._report
         names = list(left)
         names.extend(name for name in right if name not in left)
         differing = 0
@@ -126,7 +136,7 @@ class Merger:
             report.example(
                 "mismatch",
                 {
-                    "key": display_key(s.key, self._key),
+                    "key": key,
                     "field": name,
                     "source": "***" if hidden and a is not None else a,
                     "target": "***" if hidden and b is not None else b,

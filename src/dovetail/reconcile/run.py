@@ -1,8 +1,11 @@
-"""Run a reconciliation: stage both sides on disk, merge them in key order, report.
+"""Run a reconciliation: stage both sides on disk, pair them by key, report.
 
-Memory stays constant in the number of records: each side is streamed in chunks into a
-temporary SQLite database (in a private temporary folder, removed afterwards), then both
-sides are read back in key order (SQLite sorts on disk) and merged in one pass.
+Memory stays bounded whatever the number of records. Two CSV files go to the analytical
+engine (``engine``: DuckDB reads, groups and joins them, spilling to disk) when it is
+installed; every other run, and a CSV file the engine cannot parse strictly, takes the
+sort-merge: each side is streamed in chunks into a temporary SQLite database, read back in
+key order (SQLite sorts on disk) and merged in one pass. Both live in a private temporary
+folder, removed afterwards, and give the same counts and examples.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dovetail.config.loader import Project, load_project
 from dovetail.errors import ConfigError, DovetailError
 from dovetail.reconcile.compare import Merger
 from dovetail.reconcile.config import ReconcileConfig, load_reconciliation
+from dovetail.reconcile.engine import open_engine
 from dovetail.reconcile.fields import SeenFields, field_problems, locator, one_sided_fields
 from dovetail.reconcile.readers import Chunk, read_side
 from dovetail.reconcile.report import ReconcileReport
@@ -37,10 +41,11 @@ async def reconcile_async(
     """Compare ``config.source`` with ``config.target``; the report has exact counts.
 
     Parsing, staging and merging run in worker threads; only network reads run on the event
-    loop. ``workdir`` holds the temporary staging database (default: the system temp folder;
-    it needs about the size of both sides' data). Raises ``TransientError`` or
-    ``PermanentError`` (naming the side) when a side cannot be read, and ``ConfigError``
-    (located in the reconciliation file) when a key or rule names a field the data lacks.
+    loop. ``workdir`` holds the temporary staging database or the engine's spill files
+    (default: the system temp folder; it needs about the size of both sides' data). Raises
+    ``TransientError`` or ``PermanentError`` (naming the side) when a side cannot be read, and
+    ``ConfigError`` (located in the reconciliation file) when a key or rule names a field the
+    data lacks.
     """
     root = Path(project_dir)
     started_at = datetime.now(UTC)
@@ -56,8 +61,19 @@ async def reconcile_async(
         started_at=started_at,
         rules=config.rules(),
     )
-    seen = SeenFields()
     with tempfile.TemporaryDirectory(prefix="dovetail-reconcile-", dir=workdir) as folder:
+        engine = open_engine(config, root, Path(folder))
+        if engine is not None:
+            try:
+                seen = SeenFields()
+                if await anyio.to_thread.run_sync(engine.stage, report, seen):
+                    _check_fields(config, seen, report)
+                    await anyio.to_thread.run_sync(engine.merge, report)
+                    report.duration_seconds = time.perf_counter() - started
+                    return report
+            finally:
+                engine.close()
+        seen = SeenFields()
         staging = Staging(Path(folder) / "staging.db")
         try:
             for side in ("source", "target"):
@@ -65,17 +81,21 @@ async def reconcile_async(
             report.source_records = staging.counts["source"]
             report.target_records = staging.counts["target"]
             seen.source_records, seen.target_records = report.source_records, report.target_records
-            problems = field_problems(config, seen, locator(config.origin))
-            if problems:
-                raise ConfigError(problems)
-            one_sided = one_sided_fields(config, seen)
-            report.source_only_fields = one_sided["source_only"]
-            report.target_only_fields = one_sided["target_only"]
+            _check_fields(config, seen, report)
             await anyio.to_thread.run_sync(Merger(config, report).run, staging)
         finally:
             staging.close()
     report.duration_seconds = time.perf_counter() - started
     return report
+
+
+def _check_fields(config: ReconcileConfig, seen: SeenFields, report: ReconcileReport) -> None:
+    problems = field_problems(config, seen, locator(config.origin))
+    if problems:
+        raise ConfigError(problems)
+    one_sided = one_sided_fields(config, seen)
+    report.source_only_fields = one_sided["source_only"]
+    report.target_only_fields = one_sided["target_only"]
 
 
 async def _stage(
