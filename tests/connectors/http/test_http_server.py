@@ -16,6 +16,8 @@ from starlette.routing import Route
 
 from dovetail.connectors.http.server import EmbeddedServer, ServerConfig, bind_listener
 
+pytestmark = pytest.mark.usefixtures("http_parser")
+
 
 async def echo_length(request: Request) -> JSONResponse:
     return JSONResponse({"length": len(await request.body())})
