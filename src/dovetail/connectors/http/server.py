@@ -120,6 +120,7 @@ class _GuardedConfig(uvicorn.Config):
             log_config=None,
             access_log=False,
             server_header=False,
+            proxy_headers=False,  # X-Forwarded-For is not trusted, and rewriting it costs
             timeout_keep_alive=max(1, round(guards.idle_timeout)),
             timeout_graceful_shutdown=max(1, round(guards.shutdown_timeout)),
         )

@@ -30,8 +30,9 @@ from pydantic import Field, field_validator
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dovetail.config.types import Duration
 from dovetail.connectors.http.body import BodyTooLarge, declared_length, parse_body, read_body
@@ -159,10 +160,24 @@ class WebhookSource:
             self._socket.close()
             self._socket = None
 
-    def app(self) -> Starlette:
-        """The ASGI app that receives webhooks (also usable under another server)."""
+    def app(self) -> ASGIApp:
+        """The ASGI app that receives webhooks (also usable under another server).
+
+        A request to the webhook's path with an accepted method goes straight to the
+        handler; anything else goes through Starlette's routing for its 404 or 405."""
         route = Route(self.config.path, self._receive, methods=list(self.config.methods))
-        return Starlette(routes=[route], exception_handlers={HTTPException: _routing_problem})
+        routing = Starlette(routes=[route], exception_handlers={HTTPException: _routing_problem})
+        path, methods = self.config.path, frozenset(self.config.methods)
+        receive_webhook = self._receive
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http" and scope["path"] == path and scope["method"] in methods:
+                response = await receive_webhook(Request(scope, receive))
+                await response(scope, receive, send)
+            else:
+                await routing(scope, receive, send)
+
+        return app
 
     async def _serve(self) -> None:
         assert self._socket is not None
@@ -281,7 +296,7 @@ class WebhookSource:
             "request_id": request_id,
         }
         ids = {"x-correlation-id": correlation_id, "x-request-id": request_id}
-        return JSONResponse(accepted, status_code=202, headers=ids)
+        return Response(orjson.dumps(accepted), 202, headers=ids, media_type="application/json")
 
 
 async def _routing_problem(request: Request, exc: Exception) -> Response:
