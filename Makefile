@@ -29,6 +29,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/batch_pipeline.py
 	$(BIN)/python bench/reconcile.py
+	$(BIN)/python bench/webhook.py
 
 docs: $(STAMP)
 	$(BIN)/python -m dovetail.docgen
