@@ -358,6 +358,12 @@ SPEC = ComponentSpec(
         'Signatures: `HMAC-SHA256(secret, "{timestamp}.{body}")` in the `x-signature` header'
         " as `sha256=<hex>`, with the Unix time (ASCII digits) in `x-timestamp`. The"
         " correlation id comes from the caller's `traceparent` or `x-correlation-id`.\n\n"
+        "Requests that arrive together share a store commit (group commit: one transaction,"
+        " and with SQLite one disk flush, for all the requests that came in while the"
+        " previous commit ran); each"
+        " caller gets its `202` only after the commit holding its own request, and a failed"
+        " commit answers `503` to exactly the requests in it. The server uses the httptools"
+        " parser on uvloop where they are installed, h11 on asyncio otherwise.\n\n"
         "Slow and idle clients: `server` caps open connections (`max_connections`, 256)"
         " and gives each request `header_timeout` (10 s) for its headers and `body_timeout`"
         " (30 s) for its body; an idle kept-alive connection is closed after `idle_timeout`"
