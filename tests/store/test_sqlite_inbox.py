@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import tempfile
+import threading
 from pathlib import Path
 
 import anyio
@@ -134,3 +135,34 @@ def test_writes_to_a_closed_store_fail_at_once() -> None:
             await store.inbox_put(FLOW, b"{}", {}, ref="r")
 
     anyio.run(main)
+
+
+def test_deletes_of_settled_rows_join_the_next_group_commit(tmp_path: Path) -> None:
+    """A delete queued while the store is busy shares the transaction of the rows put then:
+    no disk flush of its own, and it returns only once that transaction committed."""
+    path = tmp_path / "state.db"
+    statements: list[str] = []
+
+    async def main() -> tuple[list[int | StoreError], int]:
+        store = SqliteStore(path)
+        await store.open()
+        try:
+            old = await put_all(store, [(b"settled-1", "s1"), (b"settled-2", "s2")])
+            await store._run(lambda connection: connection.set_trace_callback(statements.append))
+            busy = threading.Event()
+            async with anyio.create_task_group() as group:
+                group.start_soon(store._run, lambda _: busy.wait(10))  # a commit under way
+                group.start_soon(store.inbox_delete, [r for r in old if isinstance(r, int)])
+                fresh = asyncio.ensure_future(put_all(store, [(b"new", "n1")]))
+                with anyio.fail_after(5):
+                    while store.inbox_writer.queued < 2:  # noqa: ASYNC110 (a thread's count)
+                        await anyio.sleep(0.01)
+                busy.set()
+            return await fresh, statements.count("COMMIT")
+        finally:
+            await store.close()
+
+    (new_id,), commits = anyio.run(main)
+    assert commits == 1
+    assert isinstance(new_id, int)
+    assert stored_rows(path) == {new_id: (b"new", "n1")}

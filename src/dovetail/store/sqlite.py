@@ -217,10 +217,10 @@ class SqliteStore:
         ]
 
     async def inbox_delete(self, ids: list[int]) -> None:
-        """Remove settled inbox rows."""
+        """Remove settled inbox rows, in the inbox's next group commit."""
         if not ids:
             return
-        await self._write(lambda c: _in_chunks(c, "DELETE FROM dovetail_inbox WHERE id", ids))
+        await self.inbox_writer.delete(ids)
 
     async def inbox_depth(self, flow: str | None = None) -> int:
         """Inbox rows waiting, of one flow or of all."""
