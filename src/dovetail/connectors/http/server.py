@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import socket
 from collections.abc import Generator
 from http import HTTPStatus
@@ -309,6 +310,13 @@ class _EmbeddedServer(uvicorn.Server):
     def open_connections(self) -> int:
         return len(self.server_state.connections)
 
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        # Everything built so far (the flow, its components, the libraries) lives as long as
+        # the process: freezing it keeps the garbage collector's full passes, which stop the
+        # loop, to the objects created while serving (tens of ms each otherwise, the p99).
+        gc.freeze()
+
 
 def _quiet_disconnects(app: ASGIApp) -> ASGIApp:
     """A client that went away (or was cut off) mid-body is not an application error."""
@@ -345,3 +353,5 @@ class EmbeddedServer:
                 if server.started:
                     await server.shutdown(sockets=[sock])
             sock.close()
+            if server.started:
+                gc.unfreeze()  # what was built for serving may now be collected
