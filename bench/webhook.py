@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import importlib.util
 import json
 import os
 import re
@@ -201,6 +202,9 @@ def main() -> None:
         print("  taskset is not installed: servers are not pinned to one core")
     WORK.mkdir(parents=True, exist_ok=True)
     print("  dovetail store: SQLite synchronous=FULL, group commit (each 202 on disk first)")
+    parser_name = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    loop_name = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    print(f"  dovetail server: {parser_name} parser on {loop_name}")
     runs: dict[str, dict[str, float]] = {}
     project, port = dovetail_project()
     dovetail = [str(Path(sys.executable).with_name("dovetail")), "run", "flows/hooks.yaml"]
