@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/batch_pipeline.py
 	$(BIN)/python bench/reconcile.py
 	$(BIN)/python bench/slow_partner.py
+	$(BIN)/python bench/webhook.py
 
 docs: $(STAMP)
 	$(BIN)/python -m dovetail.docgen

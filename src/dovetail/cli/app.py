@@ -221,6 +221,7 @@ def run(
         progress_wanted,
         run_flows,
     )
+    from dovetail.connectors.http.event_loop import run_options
     from dovetail.observability.setup import observe_project
 
     project = current_project()
@@ -232,7 +233,8 @@ def run(
         raise typer.Exit(exit_codes.USAGE) from None
     try:
         summaries = anyio.run(
-            lambda: run_flows(project, loaded, once=once, progress=progress_wanted(once, as_json))
+            lambda: run_flows(project, loaded, once=once, progress=progress_wanted(once, as_json)),
+            backend_options=run_options(),
         )
     except DovetailError as exc:
         fail(str(exc))

@@ -36,6 +36,7 @@ from dovetail.store.codec import (
     timestamp,
 )
 from dovetail.store.codec import epoch as _epoch
+from dovetail.store.inbox_commit import GroupCommit
 
 
 class SqlStore:
@@ -44,6 +45,8 @@ class SqlStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self._engine: AsyncEngine | None = None
+        self.inbox_writer: GroupCommit[dict[str, Any]] = GroupCommit(self._insert_inbox_rows)
+        """Batches ``inbox_put`` calls; its ``commits`` and ``rows`` count what it wrote."""
 
     def _create_engine(self) -> AsyncEngine:
         raise NotImplementedError
@@ -127,19 +130,22 @@ class SqlStore:
     # -- durable inbox -----------------------------------------------------------------------
 
     async def inbox_put(self, flow: str, payload: bytes, headers: dict[str, str], ref: str) -> int:
-        stmt = t.inbox.insert().values(
-            flow=flow,
-            payload=payload,
-            headers=encode_json_text(headers),
-            ref=ref,
-            received_at=time.time(),
-        )
+        """Group commit (``GroupCommit``): concurrent calls share one transaction."""
+        row = {
+            "flow": flow,
+            "payload": payload,
+            "headers": encode_json_text(headers),
+            "ref": ref,
+            "received_at": time.time(),
+        }
+        return await self.inbox_writer.put(row)
+
+    async def _insert_inbox_rows(self, rows: list[dict[str, Any]]) -> list[int]:
+        """One transaction for ``rows``; their ids, in order."""
+        stmt = t.inbox.insert().returning(t.inbox.c.id, sort_by_parameter_order=True)
         async with self.engine.begin() as conn:
-            result = await conn.execute(stmt)
-        key = result.inserted_primary_key
-        if key is None:
-            raise StoreError("inbox insert returned no id")
-        return int(key[0])
+            result = await conn.execute(stmt, rows)
+        return [int(row_id) for row_id in result.scalars()]
 
     async def inbox_pending(
         self, flow: str, limit: int, skip: Collection[int] = ()

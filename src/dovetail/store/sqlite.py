@@ -42,6 +42,7 @@ from dovetail.store.codec import (
     history_entry,
     timestamp,
 )
+from dovetail.store.sqlite_inbox import InboxGroupCommit
 from dovetail.store.sqlite_migrations import migrate
 from dovetail.store.sqlite_thread import (
     Operation,
@@ -122,6 +123,8 @@ class SqliteStore:
         self.path = Path(path)
         self.url = f"sqlite:///{self.path}"
         self._thread: SqliteThread | None = None
+        self.inbox_writer = InboxGroupCommit(self._run, self.url)
+        """Batches ``inbox_put`` calls; its ``commits`` and ``rows`` count what it wrote."""
 
     async def open(self) -> None:
         """Open the connection and apply pending migrations; raises ``StoreError``."""
@@ -193,15 +196,9 @@ class SqliteStore:
     # -- durable inbox -----------------------------------------------------------------------
 
     async def inbox_put(self, flow: str, payload: bytes, headers: dict[str, str], ref: str) -> int:
-        sql = (
-            "INSERT INTO dovetail_inbox (flow, payload, headers, ref, received_at)"
-            " VALUES (?, ?, ?, ?, ?)"
-        )
-        params = (flow, payload, encode_json_text(headers), ref, time.time())
-        new_id = await self._write(lambda c: c.execute(sql, params).lastrowid)
-        if new_id is None:
-            raise StoreError("inbox insert returned no id")
-        return int(new_id)
+        """Group commit (``InboxGroupCommit``): concurrent calls share one transaction."""
+        row = (flow, payload, encode_json_text(headers), ref, time.time())
+        return await self.inbox_writer.put(row)
 
     async def inbox_pending(
         self, flow: str, limit: int, skip: Collection[int] = ()
@@ -226,10 +223,10 @@ class SqliteStore:
         ]
 
     async def inbox_delete(self, ids: list[int]) -> None:
-        """Remove settled inbox rows."""
+        """Remove settled inbox rows, in the inbox's next group commit."""
         if not ids:
             return
-        await self._write(lambda c: _in_chunks(c, "DELETE FROM dovetail_inbox WHERE id", ids))
+        await self.inbox_writer.delete(ids)
 
     async def inbox_depth(self, flow: str | None = None) -> int:
         """Inbox rows waiting, of one flow or of all."""

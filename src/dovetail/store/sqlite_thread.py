@@ -109,25 +109,25 @@ class SqliteThread:
         try:
             connection = connect()
         except BaseException as exc:
-            _resolve(loop, ready, False, exc)
+            resolve(loop, ready, False, exc)
             return
-        _resolve(loop, ready, True, None)
+        resolve(loop, ready, True, None)
         while True:
             operation, job_loop, future = self._jobs.get()
             if operation is None:
                 try:
                     connection.close()
                 except BaseException as exc:
-                    _resolve(job_loop, future, False, exc)
+                    resolve(job_loop, future, False, exc)
                 else:
-                    _resolve(job_loop, future, True, None)
+                    resolve(job_loop, future, True, None)
                 return
             try:
                 result = operation(connection)
             except BaseException as exc:
-                _resolve(job_loop, future, False, exc)
+                resolve(job_loop, future, False, exc)
             else:
-                _resolve(job_loop, future, True, result)
+                resolve(job_loop, future, True, result)
 
 
 def in_transaction(connection: sqlite3.Connection, body: Operation[T]) -> T:
@@ -193,9 +193,11 @@ def _multi_row_sql(sql: str, width: int, count: int) -> str:
     return f"{head} VALUES {', '.join([group] * count)}{tail}"
 
 
-def _resolve(
+def resolve(
     loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], ok: bool, value: Any
 ) -> None:
+    """From the thread: settle ``future`` on its ``loop`` with ``value`` (a result when
+    ``ok``, else an exception); nothing happens when its caller stopped waiting."""
     with contextlib.suppress(RuntimeError):  # the caller's loop is closed: nobody waits
         loop.call_soon_threadsafe(_settle, future, ok, value)
 

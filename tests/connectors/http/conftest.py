@@ -40,3 +40,14 @@ def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[]
         return lambda: SqliteStore(tmp_path / "state.db")
     url = request.getfixturevalue("fresh_postgres_url")
     return lambda: PostgresStore(url)
+
+
+@pytest.fixture(params=["httptools", "h11"])
+def http_parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test once per HTTP parser of the embedded server (httptools where installed)."""
+    from dovetail.connectors.http import server
+
+    if request.param == "httptools" and server.HttpToolsProtocol is None:
+        pytest.skip("httptools is not installed on this platform")
+    monkeypatch.setattr(server, "HTTP_PARSER", request.param)
+    return str(request.param)

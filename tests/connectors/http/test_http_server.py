@@ -16,6 +16,8 @@ from starlette.routing import Route
 
 from dovetail.connectors.http.server import EmbeddedServer, ServerConfig, bind_listener
 
+pytestmark = pytest.mark.usefixtures("http_parser")
+
 
 async def echo_length(request: Request) -> JSONResponse:
     return JSONResponse({"length": len(await request.body())})
@@ -184,3 +186,22 @@ def test_a_request_the_parser_rejects_gets_a_400_problem() -> None:
 def test_limits_must_be_positive(field: str) -> None:
     with pytest.raises(ValueError, match=field):
         ServerConfig.model_validate({field: 0})
+
+
+def test_what_was_built_before_serving_is_kept_out_of_full_collections_while_serving() -> None:
+    """Full garbage-collector passes stop the loop for as long as they scan: objects built
+    before serving are frozen while it serves (the p99 of webhook intake) and thawed after."""
+    import gc
+
+    async def main() -> int:
+        async with serving() as (_, port):
+            stream = await anyio.connect_tcp("127.0.0.1", port)
+            await stream.send(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
+            with anyio.fail_after(2):
+                assert (await stream.receive()).startswith(b"HTTP/1.1 200")
+            await stream.aclose()
+            return gc.get_freeze_count()
+
+    frozen = anyio.run(main)
+    assert frozen > 10_000
+    assert gc.get_freeze_count() == 0

@@ -13,6 +13,8 @@ import pytest
 from tests.connectors.http.test_http_server import assert_problem, read_until_closed
 from tests.connectors.http.test_webhook_source import SIGNED, receiving, signed_headers
 
+pytestmark = pytest.mark.usefixtures("http_parser")
+
 BODY = b'{"order_id": "SO-1"}'
 
 

@@ -444,9 +444,10 @@ SPEC = ComponentSpec(
     ),
     examples=[
         "api:\n  openapi: schemas/orders-api.yaml\n  operation: createOrder\n  port: 8080\n"
+        "  auth: {partner_key: ['${secret:ORDERS_API_KEY}']}\n"
         '  response: {status: 201, body: \'{"order_id": order_id, "status": "accepted"}\'}',
         "api:\n  openapi: schemas/orders-api.yaml\n  operation: getOrder\n  port: 8080\n"
-        "  auth:\n    key: ['${secret:ORDERS_API_KEY}', '${secret:ORDERS_API_KEY_NEXT}']",
+        "  auth:\n    partner_key: ['${secret:ORDERS_API_KEY}', '${secret:ORDERS_API_KEY_NEXT}']",
     ],
     extra="api",
     modules=("openapi_core",),

@@ -5,8 +5,9 @@ until cancelled, then shuts down gracefully: it stops accepting, lets requests u
 finish for up to ``shutdown_timeout`` and closes the socket. The runtime, not uvicorn, owns
 the process signals.
 
-Guards against slow and idle clients (``ServerConfig``), enforced per connection by
-``GuardedProtocol`` before the app sees a request:
+The HTTP/1.1 parser is httptools (C) where it is installed, else h11 (pure Python); see
+``HTTP_PARSER``. Guards against slow and idle clients (``ServerConfig``), enforced per
+connection by the protocol class of either parser before the app sees a request:
 
 - the request line and headers must arrive within ``header_timeout`` of the connection (or,
   on a kept-alive connection, of the request's first byte): ``408``, then the connection is
@@ -27,10 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import socket
 from collections.abc import Generator
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import h11
@@ -40,6 +42,11 @@ from pydantic import Field
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # httptools is not installed on this platform: h11 it is
+    HttpToolsProtocol = None  # type: ignore[assignment,misc]
 
 from dovetail.config.types import Duration
 from dovetail.core.ids import new_trace_id
@@ -109,53 +116,42 @@ class _GuardedConfig(uvicorn.Config):
     def __init__(self, app: ASGIApp, guards: ServerConfig) -> None:
         super().__init__(
             app,
-            http=GuardedProtocol,
+            http=guarded_protocol(),
             lifespan="off",
             log_config=None,
             access_log=False,
             server_header=False,
+            proxy_headers=False,  # X-Forwarded-For is not trusted, and rewriting it costs
             timeout_keep_alive=max(1, round(guards.idle_timeout)),
             timeout_graceful_shutdown=max(1, round(guards.shutdown_timeout)),
         )
         self.guards = guards
 
 
-class GuardedProtocol(H11Protocol):
-    """uvicorn's h11 protocol with a connection cap and header and body deadlines."""
+class _ConnectionGuard:
+    """The guards, mixed into a uvicorn HTTP protocol class (h11 or httptools): the
+    connection cap on ``connection_made`` and one deadline at a time, header or body."""
 
-    def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
-        super().__init__(config, *args, **kwargs)
-        guards = config.guards if isinstance(config, _GuardedConfig) else ServerConfig()
-        self._guards = guards
+    connections: set[Any]
+    transport: asyncio.Transport
+    loop: asyncio.AbstractEventLoop
+    cycle: Any
+
+    def _guard(self, config: uvicorn.Config) -> None:
+        self._guards = config.guards if isinstance(config, _GuardedConfig) else ServerConfig()
         self._refused = False
         self._phase: str | None = None
         self._deadline: asyncio.TimerHandle | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if len(self.connections) >= self._guards.max_connections:
-            self._refused = True
-            assert isinstance(transport, asyncio.Transport)
-            detail = "too many connections; retry later"
-            transport.write(problem_bytes(503, detail, retry_after=1))
-            transport.close()
-            return
-        super().connection_made(transport)  # type: ignore[arg-type]
-        self._arm("header", self._guards.header_timeout)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._refused:
-            return
-        self._disarm()
-        super().connection_lost(exc)
-
-    def data_received(self, data: bytes) -> None:
-        if self._refused:
-            return
-        super().data_received(data)
-        self._watch()
-
-    def eof_received(self) -> None:
-        return None
+    def _refuse_over_cap(self, transport: asyncio.BaseTransport) -> bool:
+        """Past ``max_connections``: answer ``503`` without reading, close, never count it."""
+        if len(self.connections) < self._guards.max_connections:
+            return False
+        self._refused = True
+        assert isinstance(transport, asyncio.Transport)
+        transport.write(problem_bytes(503, "too many connections; retry later", retry_after=1))
+        transport.close()
+        return True
 
     def send_400_response(self, msg: str) -> None:
         """A request the parser rejected: ``400`` problem+json, then close."""
@@ -163,20 +159,6 @@ class GuardedProtocol(H11Protocol):
         if not self.transport.is_closing():
             self.transport.write(problem_bytes(400, "malformed HTTP request"))
             self.transport.close()
-
-    def shutdown(self) -> None:
-        if not self._refused:
-            super().shutdown()
-
-    def _watch(self) -> None:
-        """Arm the deadline of what the client is sending now, or disarm when it is done."""
-        state = self.conn.their_state
-        if state is h11.SEND_BODY:
-            self._arm("body", self._guards.body_timeout)
-        elif state is h11.IDLE and (self.cycle is None or self.conn.trailing_data[0]):
-            self._arm("header", self._guards.header_timeout)  # (the next) request's head
-        else:
-            self._disarm()
 
     def _arm(self, phase: str, timeout: float) -> None:
         if self._phase == phase:
@@ -207,6 +189,116 @@ class GuardedProtocol(H11Protocol):
         self.transport.close()
 
 
+class GuardedProtocol(_ConnectionGuard, H11Protocol):
+    """uvicorn's h11 protocol (pure Python) with a connection cap and header and body
+    deadlines; the fallback where httptools is not installed."""
+
+    def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        self._guard(config)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._refuse_over_cap(transport):
+            return
+        super().connection_made(transport)  # type: ignore[arg-type]
+        self._arm("header", self._guards.header_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._refused:
+            return
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        super().data_received(data)
+        self._watch()
+
+    def eof_received(self) -> None:
+        return None
+
+    def shutdown(self) -> None:
+        if not self._refused:
+            super().shutdown()
+
+    def _watch(self) -> None:
+        """Arm the deadline of what the client is sending now, or disarm when it is done."""
+        state = self.conn.their_state
+        if state is h11.SEND_BODY:
+            self._arm("body", self._guards.body_timeout)
+        elif state is h11.IDLE and (self.cycle is None or self.conn.trailing_data[0]):
+            self._arm("header", self._guards.header_timeout)  # (the next) request's head
+        else:
+            self._disarm()
+
+
+GuardedH11Protocol = GuardedProtocol
+"""The h11 guarded protocol under the name of its parser."""
+
+
+if HttpToolsProtocol is not None:
+
+    class GuardedHttpToolsProtocol(_ConnectionGuard, HttpToolsProtocol):
+        """uvicorn's httptools protocol (the C parser of Node.js) with the same guards: the
+        header deadline runs from the connection, then from each request's first byte
+        (``on_message_begin``), the body deadline from ``on_headers_complete`` until
+        ``on_message_complete``."""
+
+        def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
+            super().__init__(config, *args, **kwargs)
+            self._guard(config)
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            if self._refuse_over_cap(transport):
+                return
+            super().connection_made(transport)  # type: ignore[arg-type]
+            self._arm("header", self._guards.header_timeout)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._refused:
+                return
+            self._disarm()
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            if not self._refused:
+                super().data_received(data)
+
+        def shutdown(self) -> None:
+            if not self._refused:
+                super().shutdown()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._arm("header", self._guards.header_timeout)
+
+        def on_headers_complete(self) -> None:
+            super().on_headers_complete()
+            self._arm("body", self._guards.body_timeout)
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            self._disarm()
+
+
+HTTP_PARSER: Literal["auto", "httptools", "h11"] = "auto"
+"""Which HTTP/1.1 parser the embedded server uses: ``auto`` takes httptools where it is
+installed and h11 otherwise (tests set it to run the guards against each)."""
+
+
+def guarded_protocol() -> type[asyncio.Protocol]:
+    """The guarded protocol class for ``HTTP_PARSER``; raises ``RuntimeError`` when
+    httptools is asked for and not installed."""
+    if HTTP_PARSER == "h11":
+        return GuardedProtocol
+    if HttpToolsProtocol is not None:
+        return GuardedHttpToolsProtocol
+    if HTTP_PARSER == "httptools":
+        raise RuntimeError("the httptools parser is not installed")
+    return GuardedProtocol
+
+
 class _EmbeddedServer(uvicorn.Server):
     """uvicorn inside the flow's event loop: the runtime, not uvicorn, owns the signals."""
 
@@ -217,6 +309,13 @@ class _EmbeddedServer(uvicorn.Server):
     @property
     def open_connections(self) -> int:
         return len(self.server_state.connections)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        # Everything built so far (the flow, its components, the libraries) lives as long as
+        # the process: freezing it keeps the garbage collector's full passes, which stop the
+        # loop, to the objects created while serving (tens of ms each otherwise, the p99).
+        gc.freeze()
 
 
 def _quiet_disconnects(app: ASGIApp) -> ASGIApp:
@@ -254,3 +353,5 @@ class EmbeddedServer:
                 if server.started:
                     await server.shutdown(sockets=[sock])
             sock.close()
+            if server.started:
+                gc.unfreeze()  # what was built for serving may now be collected

@@ -30,8 +30,9 @@ from pydantic import Field, field_validator
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dovetail.config.types import Duration
 from dovetail.connectors.http.body import BodyTooLarge, declared_length, parse_body, read_body
@@ -159,10 +160,24 @@ class WebhookSource:
             self._socket.close()
             self._socket = None
 
-    def app(self) -> Starlette:
-        """The ASGI app that receives webhooks (also usable under another server)."""
+    def app(self) -> ASGIApp:
+        """The ASGI app that receives webhooks (also usable under another server).
+
+        A request to the webhook's path with an accepted method goes straight to the
+        handler; anything else goes through Starlette's routing for its 404 or 405."""
         route = Route(self.config.path, self._receive, methods=list(self.config.methods))
-        return Starlette(routes=[route], exception_handlers={HTTPException: _routing_problem})
+        routing = Starlette(routes=[route], exception_handlers={HTTPException: _routing_problem})
+        path, methods = self.config.path, frozenset(self.config.methods)
+        receive_webhook = self._receive
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http" and scope["path"] == path and scope["method"] in methods:
+                response = await receive_webhook(Request(scope, receive))
+                await response(scope, receive, send)
+            else:
+                await routing(scope, receive, send)
+
+        return app
 
     async def _serve(self) -> None:
         assert self._socket is not None
@@ -281,7 +296,7 @@ class WebhookSource:
             "request_id": request_id,
         }
         ids = {"x-correlation-id": correlation_id, "x-request-id": request_id}
-        return JSONResponse(accepted, status_code=202, headers=ids)
+        return Response(orjson.dumps(accepted), 202, headers=ids, media_type="application/json")
 
 
 async def _routing_problem(request: Request, exc: Exception) -> Response:
@@ -343,6 +358,12 @@ SPEC = ComponentSpec(
         'Signatures: `HMAC-SHA256(secret, "{timestamp}.{body}")` in the `x-signature` header'
         " as `sha256=<hex>`, with the Unix time (ASCII digits) in `x-timestamp`. The"
         " correlation id comes from the caller's `traceparent` or `x-correlation-id`.\n\n"
+        "Requests that arrive together share a store commit (group commit: one transaction,"
+        " and with SQLite one disk flush, for all the requests that came in while the"
+        " previous commit ran); each"
+        " caller gets its `202` only after the commit holding its own request, and a failed"
+        " commit answers `503` to exactly the requests in it. The server uses the httptools"
+        " parser on uvloop where they are installed, h11 on asyncio otherwise.\n\n"
         "Slow and idle clients: `server` caps open connections (`max_connections`, 256)"
         " and gives each request `header_timeout` (10 s) for its headers and `body_timeout`"
         " (30 s) for its body; an idle kept-alive connection is closed after `idle_timeout`"
