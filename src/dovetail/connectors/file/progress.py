@@ -72,11 +72,12 @@ class ReadMeter:
     buffer ahead of the records parsed).
     """
 
-    __slots__ = ("_done", "_size", "_stream", "total")
+    __slots__ = ("_done", "_reported", "_size", "_stream", "total")
 
     def __init__(self) -> None:
         self.total = 0
         self._done = 0
+        self._reported = 0
         self._size = 0
         self._stream: BinaryIO | None = None
 
@@ -110,7 +111,9 @@ class ReadMeter:
                 current = os.lseek(stream.fileno(), 0, os.SEEK_CUR)
             except (OSError, ValueError):  # closed meanwhile: finish() is about to count it
                 current = 0
-        return ReadProgress(min(self._done + min(current, self._size), self.total), self.total)
+        # never backwards: a stream closed just before finish() counts it reads as 0 of its file
+        self._reported = max(self._reported, self._done + min(current, self._size))
+        return ReadProgress(min(self._reported, self.total), self.total)
 
 
 def checkpoint_key(ref: str) -> str:
