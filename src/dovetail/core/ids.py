@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import re
@@ -14,20 +15,73 @@ _bits = (
     else (random.Random().getrandbits)
 )
 _LOW62 = (1 << 62) - 1
+_VARIANT = 0x8000_0000_0000_0000
+_HEADROOM = 56
+"""A block's counter starts at a random value below 2**56, leaving 2**62 - 2**56 ids of room."""
+_LOW64 = (1 << 64) - 1
+_SCRAMBLE = 0x9E37_79B9_7F4A_7C15
+"""An odd multiplier: ``n * _SCRAMBLE mod 2**64`` maps distinct counters to distinct values."""
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 
 
-def uuid7() -> str:
-    """Return a new RFC 9562 UUIDv7 as a string: millisecond time first, so ids sort by time.
+class _IdBlock:
+    """The ids of one millisecond: a fixed text prefix and a counter (never shared)."""
 
-    The 74 random bits come from ``random`` (not a CSPRNG): ids must be unique and ordered,
-    not secret, and this keeps the per-message cost near a microsecond.
-    """
+    __slots__ = ("counter", "ms", "prefix", "trace_counter", "trace_prefix")
+
+    def __init__(self, ms: int) -> None:
+        self.ms = ms
+        head = f"{ms & 0xFFFF_FFFF_FFFF:012x}7{_bits(12):03x}"
+        self.prefix = f"{head[:8]}-{head[8:12]}-{head[12:16]}-"
+        self.counter = itertools.count(_bits(_HEADROOM))
+        self.trace_prefix = f"{_bits(64) | 1 << 63:016x}"  # never the all-zero trace id
+        self.trace_counter = itertools.count(_bits(64))
+
+
+_block = _IdBlock(0)
+
+
+def _current_block() -> _IdBlock:
+    """The block of this millisecond: a new random base whenever the clock moved on."""
+    global _block
+    block = _block
     ms = time.time_ns() // 1_000_000
-    rand = _bits(74)
-    low = 0x8000_0000_0000_0000 | (rand & _LOW62)  # RFC variant bits, then 62 random bits
-    text = f"{ms & 0xFFFF_FFFF_FFFF:012x}7{rand >> 62:03x}{low:016x}"
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    if ms > block.ms:
+        block = _block = _IdBlock(ms)
+    return block
+
+
+def uuid7() -> str:
+    """Return a new RFC 9562 UUIDv7 as a string: unique, and later ids sort after earlier ones.
+
+    Layout: 48 bits of Unix milliseconds, version 7, 12 random bits, the RFC variant, then a
+    62-bit counter (RFC 9562 section 6.2, method 2) that starts at a random value in each
+    millisecond and counts up within it. So one random draw serves every id of a millisecond
+    (a batch), an id costs a counter step and a string format, ids of one process are strictly
+    increasing even when the clock steps back (the last millisecond is kept until the clock
+    passes it), and two processes (forks reseed) draw independent random bases. The random bits
+    come from ``random`` (a CSPRNG with ``DOVETAIL_SECURE_IDS`` set): ids must be unique and
+    ordered, not secret.
+    """
+    block = _current_block()
+    low = next(block.counter)
+    if low > _LOW62:  # a millisecond's counter ran out: continue in the next one
+        global _block
+        block = _block = _IdBlock(block.ms + 1)
+        low = next(block.counter)
+    text = f"{_VARIANT | low:016x}"
+    return f"{block.prefix}{text[:4]}-{text[4:]}"
+
+
+def _reseed_after_fork() -> None:
+    """A forked process must not repeat its parent's random sequence (nor its blocks)."""
+    global _bits, _block
+    if not os.environ.get("DOVETAIL_SECURE_IDS"):
+        _bits = random.Random().getrandbits
+    _block = _IdBlock(0)
+
+
+os.register_at_fork(after_in_child=_reseed_after_fork)
 
 
 def trace_id_from_traceparent(header: str | None) -> str | None:
@@ -41,8 +95,16 @@ def trace_id_from_traceparent(header: str | None) -> str | None:
 
 
 def new_trace_id() -> str:
-    """Return a fresh 32-hex-digit trace id, usable as a correlation id."""
-    return os.urandom(16).hex()
+    """Return a fresh 32-hex-digit W3C trace id (never all zeros), usable as a correlation id.
+
+    Unique like ``uuid7``: 64 random bits drawn once per millisecond, then a counter that starts
+    at a random value, so a trace id costs a counter step, not a system call. The counter is
+    scrambled by a multiplication modulo 2**64 (a bijection, so still unique) so that the low 64
+    bits, which ratio samplers compare against a bound, spread over their whole range.
+    """
+    block = _current_block()
+    low = next(block.trace_counter) * _SCRAMBLE & _LOW64
+    return f"{block.trace_prefix}{low:016x}"
 
 
 OUTGOING_SPAN_IDS: ContextVar[dict[str, str] | None] = ContextVar(
