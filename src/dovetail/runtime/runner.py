@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import gc
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -128,6 +129,9 @@ class FlowRunner:
         runtime = self.flow.spec.runtime
         lanes = runtime.workers
         await self.pipeline.open()
+        # What was loaded to run the flow (modules, models, compiled steps) lives as long as
+        # the flow: out of the collector's way, a collection scans only the messages' objects.
+        gc.freeze()
         try:
             await self._forget_old_keys()
             streams = [
@@ -355,17 +359,19 @@ class FlowRunner:
         before it, the ``delivered`` event) with the next group commit, then settle them."""
         record = BatchRecord(flow=self.flow.name)
         step = f"sink:{sink}"
+        deliveries, unparked = record.deliveries, record.unparked
         for envelope in envelopes:
             key = envelope.headers.get(IDEMPOTENCY_HEADER)
             if key is not None:
-                record.deliveries.append(Delivery(sink, key, envelope.id))
+                deliveries.append(Delivery(sink, key, envelope.id))
             if envelope.parked_id is not None:
-                record.unparked.append(envelope.parked_id)
-            journal_attempts(record, envelope, step, self._mask)
+                unparked.append(envelope.parked_id)
+            if envelope.attempts:
+                journal_attempts(record, envelope, step, self._mask)
             self._journal(record, envelope, "delivered", step, {"attempt": envelope.attempt})
         await self._commit(record)
+        acked.extend(envelopes)
         for envelope in envelopes:
-            acked.append(envelope)
             await envelope.settlement.settle(envelope)
 
     async def _commit(self, record: BatchRecord) -> None:
@@ -638,19 +644,16 @@ class FlowRunner:
         step: str | None,
         detail: dict[str, object] | None = None,
     ) -> None:
+        """Journal ``event`` of ``envelope`` in ``record``; ``detail`` (a fresh dict, completed
+        in place with the position and the dead letter replayed) becomes the event's detail."""
         envelope.outcome = event
-        info: dict[str, object] = dict(detail or {})
+        info: dict[str, object] = {} if detail is None else detail
         if envelope.position is not None:
             info["position"] = envelope.position.describe()
         if envelope.dead_letter_id is not None:
             info["replay_of"] = envelope.dead_letter_id
         record.journal.append(
             JournalEvent(
-                message_id=envelope.id,
-                correlation_id=envelope.correlation_id,
-                flow=self.flow.name,
-                event=event,
-                step=step,
-                detail=info or None,
+                envelope.id, envelope.correlation_id, self.flow.name, event, step, info or None
             )
         )

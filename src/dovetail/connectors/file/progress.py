@@ -72,10 +72,11 @@ class ReadMeter:
     buffer ahead of the records parsed).
     """
 
-    __slots__ = ("_done", "_size", "_stream", "total")
+    __slots__ = ("_done", "_reported", "_size", "_stream", "total")
 
     def __init__(self) -> None:
         self.total = 0
+        self._reported = 0
         self._done = 0
         self._size = 0
         self._stream: BinaryIO | None = None
@@ -100,7 +101,8 @@ class ReadMeter:
         self._stream = None
 
     def progress(self) -> ReadProgress | None:
-        """Bytes read of the total; None before any file was found."""
+        """Bytes read of the total, never less than reported before; None before any file was
+        found."""
         if not self.total:
             return None
         current = 0
@@ -110,7 +112,10 @@ class ReadMeter:
                 current = os.lseek(stream.fileno(), 0, os.SEEK_CUR)
             except (OSError, ValueError):  # closed meanwhile: finish() is about to count it
                 current = 0
-        return ReadProgress(min(self._done + min(current, self._size), self.total), self.total)
+        # never backwards: the reader thread closes a file it has read before ``finish``
+        # counts it, and a closed stream has no position to read
+        self._reported = max(self._reported, min(self._done + min(current, self._size), self.total))
+        return ReadProgress(self._reported, self.total)
 
 
 def checkpoint_key(ref: str) -> str:
