@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import time
 import uuid
@@ -8,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dovetail.core import ids
 from dovetail.core.ids import (
     correlation_id_from_headers,
     make_traceparent,
@@ -111,3 +113,11 @@ def test_trace_ids_low_half_spreads_for_ratio_sampling() -> None:
     lows = [int(new_trace_id()[16:], 16) for _ in range(4000)]
     below_half = sum(1 for low in lows if low < 1 << 63)
     assert 1600 < below_half < 2400  # a 50% ratio sampler keeps about half
+
+
+def test_uuid7_moves_to_the_next_millisecond_when_its_counter_runs_out() -> None:
+    first = uuid7()
+    ids._block.counter = itertools.count(ids._COUNTER_END - 2)
+    following = [uuid7() for _ in range(4)]
+    assert [first, *following] == sorted({first, *following})
+    assert all(uuid.UUID(i).version == 7 for i in following)

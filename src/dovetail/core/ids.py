@@ -14,10 +14,9 @@ _bits = (
     if os.environ.get("DOVETAIL_SECURE_IDS")
     else (random.Random().getrandbits)
 )
-_LOW62 = (1 << 62) - 1
-_VARIANT = 0x8000_0000_0000_0000
-_HEADROOM = 56
-"""A block's counter starts at a random value below 2**56, leaving 2**62 - 2**56 ids of room."""
+_COUNTER_BITS = 48
+"""The counter is the id's last 48 bits (12 hex digits); the 14 bits above it are random."""
+_COUNTER_END = 1 << _COUNTER_BITS
 _LOW64 = (1 << 64) - 1
 _SCRAMBLE = 0x9E37_79B9_7F4A_7C15
 """An odd multiplier: ``n * _SCRAMBLE mod 2**64`` maps distinct counters to distinct values."""
@@ -25,15 +24,17 @@ _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 
 
 class _IdBlock:
-    """The ids of one millisecond: a fixed text prefix and a counter (never shared)."""
+    """The ids of one millisecond: a fixed text prefix (time, version, random bits, variant)
+    and a counter for the rest."""
 
     __slots__ = ("counter", "ms", "prefix", "trace_counter", "trace_prefix")
 
     def __init__(self, ms: int) -> None:
         self.ms = ms
-        head = f"{ms & 0xFFFF_FFFF_FFFF:012x}7{_bits(12):03x}"
-        self.prefix = f"{head[:8]}-{head[8:12]}-{head[12:16]}-"
-        self.counter = itertools.count(_bits(_HEADROOM))
+        head = f"{ms & 0xFFFF_FFFF_FFFF:012x}7{_bits(12):03x}{0x8000 | _bits(14):04x}"
+        self.prefix = f"{head[:8]}-{head[8:12]}-{head[12:16]}-{head[16:]}-"
+        # starts in the lower half of its range: at least 2**47 ids before it runs out
+        self.counter = itertools.count(_bits(_COUNTER_BITS - 1))
         self.trace_prefix = f"{_bits(64) | 1 << 63:016x}"  # never the all-zero trace id
         self.trace_counter = itertools.count(_bits(64))
 
@@ -45,32 +46,32 @@ def _current_block() -> _IdBlock:
     """The block of this millisecond: a new random base whenever the clock moved on."""
     global _block
     block = _block
-    ms = time.time_ns() // 1_000_000
-    if ms > block.ms:
-        block = _block = _IdBlock(ms)
+    if time.time_ns() // 1_000_000 > block.ms:
+        block = _block = _IdBlock(time.time_ns() // 1_000_000)
     return block
 
 
 def uuid7() -> str:
     """Return a new RFC 9562 UUIDv7 as a string: unique, and later ids sort after earlier ones.
 
-    Layout: 48 bits of Unix milliseconds, version 7, 12 random bits, the RFC variant, then a
-    62-bit counter (RFC 9562 section 6.2, method 2) that starts at a random value in each
-    millisecond and counts up within it. So one random draw serves every id of a millisecond
-    (a batch), an id costs a counter step and a string format, ids of one process are strictly
-    increasing even when the clock steps back (the last millisecond is kept until the clock
-    passes it), and two processes (forks reseed) draw independent random bases. The random bits
-    come from ``random`` (a CSPRNG with ``DOVETAIL_SECURE_IDS`` set): ids must be unique and
-    ordered, not secret.
+    Layout: 48 bits of Unix milliseconds, version 7, 12 random bits, the RFC variant, 14 random
+    bits, then a 48-bit counter (RFC 9562 section 6.2, method 2) that starts at a random value
+    in each millisecond and counts up within it. So one random draw serves every id of a
+    millisecond (a batch), an id costs a counter step and a string format, ids of one process
+    are strictly increasing even when the clock steps back (the last millisecond is kept until
+    the clock passes it), and two processes (forks reseed) draw independent random bases. The
+    random bits come from ``random`` (a CSPRNG with ``DOVETAIL_SECURE_IDS`` set): ids must be
+    unique and ordered, not secret.
     """
-    block = _current_block()
+    global _block
+    block = _block
+    if time.time_ns() // 1_000_000 > block.ms:
+        block = _current_block()
     low = next(block.counter)
-    if low > _LOW62:  # a millisecond's counter ran out: continue in the next one
-        global _block
+    if low >= _COUNTER_END:  # a millisecond's counter ran out: continue in the next one
         block = _block = _IdBlock(block.ms + 1)
         low = next(block.counter)
-    text = f"{_VARIANT | low:016x}"
-    return f"{block.prefix}{text[:4]}-{text[4:]}"
+    return f"{block.prefix}{low:012x}"
 
 
 def _reseed_after_fork() -> None:
