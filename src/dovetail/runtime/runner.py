@@ -62,6 +62,8 @@ from dovetail.store.group_commit import GroupCommitter
 __all__ = ["FlowHalted", "FlowRunner", "ProgressFn", "RunSummary", "first_error"]
 
 log = structlog.get_logger("dovetail.runner")
+_REPLAY_SINK = "x-dovetail-replay-sink"
+"""The header of a replayed message that failed at one sink: delivered to that sink only."""
 
 
 class FlowRunner:
@@ -226,12 +228,13 @@ class FlowRunner:
         acked: list[Envelope] = []
         dead: list[Envelope] = []
         live: list[Envelope] = []
+        key = self.pipeline.idempotency_key
         for envelope in batch:
             if envelope.original is None:
                 envelope.original = envelope.payload
             if envelope.failure is not None:
                 dead.append(envelope)
-            elif stamp_idempotency_key(envelope, self.pipeline.idempotency_key):
+            elif key is None or stamp_idempotency_key(envelope, key):
                 live.append(envelope)
             else:
                 dead.append(envelope)
@@ -372,7 +375,8 @@ class FlowRunner:
         await self._commit(record)
         acked.extend(envelopes)
         for envelope in envelopes:
-            await envelope.settlement.settle(envelope)
+            if envelope.settlement.release(envelope):
+                await envelope.settlement.acknowledge()
 
     async def _commit(self, record: BatchRecord) -> None:
         """Write ``record`` with the next group commit (nothing to do without a store)."""
@@ -531,11 +535,17 @@ class FlowRunner:
     ) -> dict[str, list[Envelope]]:
         per_sink: dict[str, list[Envelope]] = {}
         dropped: list[Envelope] = []
+        every_sink = [t for t in self._sink_names if t in self.pipeline.sinks]
         for envelope in live:
-            targets = [t for t in (envelope.routes or self._sink_names) if t in self.pipeline.sinks]
-            replay_sink = envelope.headers.get("x-dovetail-replay-sink")
-            if replay_sink is not None:
-                targets = [t for t in targets if t == replay_sink]
+            if not envelope.routes and _REPLAY_SINK not in envelope.headers:
+                targets = every_sink
+            else:
+                targets = [
+                    t for t in (envelope.routes or self._sink_names) if t in self.pipeline.sinks
+                ]
+                replay_sink = envelope.headers.get(_REPLAY_SINK)
+                if replay_sink is not None:
+                    targets = [t for t in targets if t == replay_sink]
             if not targets:
                 self._journal(record, envelope, "filtered", "route")
                 self.summary.filtered += 1
@@ -602,7 +612,7 @@ class FlowRunner:
             letter.history.extend(attempt_history(envelope, failure.step, self._mask))
             journal_attempts(record, envelope, failure.step, self._mask)
             if failure.step.startswith("sink:"):
-                letter.headers["x-dovetail-replay-sink"] = failure.step[len("sink:") :]
+                letter.headers[_REPLAY_SINK] = failure.step[len("sink:") :]
             record.dead_letters.append(letter)
             self.summary.reasons[letter.reason] += 1
             self._journal(
