@@ -121,3 +121,12 @@ def test_uuid7_moves_to_the_next_millisecond_when_its_counter_runs_out() -> None
     following = [uuid7() for _ in range(4)]
     assert [first, *following] == sorted({first, *following})
     assert all(uuid.UUID(i).version == 7 for i in following)
+
+
+def test_trace_ids_of_later_milliseconds_sort_after_earlier_ones() -> None:
+    blocks: list[list[str]] = []
+    for _ in range(20):
+        blocks.append([new_trace_id() for _ in range(50)])
+        time.sleep(0.002)
+    for earlier, later in itertools.pairwise(blocks):
+        assert max(t[:12] for t in earlier) < min(t[:12] for t in later)

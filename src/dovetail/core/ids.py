@@ -35,7 +35,8 @@ class _IdBlock:
         self.prefix = f"{head[:8]}-{head[8:12]}-{head[12:16]}-{head[16:]}-"
         # starts in the lower half of its range: at least 2**47 ids before it runs out
         self.counter = itertools.count(_bits(_COUNTER_BITS - 1))
-        self.trace_prefix = f"{_bits(64) | 1 << 63:016x}"  # never the all-zero trace id
+        # time first, like a UUIDv7: the store's index of correlation ids grows at its end
+        self.trace_prefix = f"{ms & 0xFFFF_FFFF_FFFF:012x}{_bits(16):04x}"
         self.trace_counter = itertools.count(_bits(64))
 
 
@@ -98,10 +99,13 @@ def trace_id_from_traceparent(header: str | None) -> str | None:
 def new_trace_id() -> str:
     """Return a fresh 32-hex-digit W3C trace id (never all zeros), usable as a correlation id.
 
-    Unique like ``uuid7``: 64 random bits drawn once per millisecond, then a counter that starts
-    at a random value, so a trace id costs a counter step, not a system call. The counter is
-    scrambled by a multiplication modulo 2**64 (a bijection, so still unique) so that the low 64
-    bits, which ratio samplers compare against a bound, spread over their whole range.
+    Made like ``uuid7``: the high 64 bits are the millisecond (48 bits) and 16 random bits drawn
+    once per millisecond, so trace ids of later milliseconds sort after earlier ones (the
+    store's index of correlation ids grows at its end instead of everywhere); the low 64 bits
+    are a counter that starts at a random value, scrambled by a multiplication modulo 2**64 (a
+    bijection, so still unique) so that they spread over their whole range, as ratio samplers,
+    which compare them against a bound, expect. A trace id costs a counter step, not a system
+    call.
     """
     block = _current_block()
     low = next(block.trace_counter) * _SCRAMBLE & _LOW64
