@@ -32,6 +32,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
+	$(BIN)/python bench/engine_overhead.py
 	$(BIN)/python bench/batch_pipeline.py
 	$(BIN)/python bench/reconcile.py
 	$(BIN)/python bench/slow_partner.py

@@ -27,6 +27,26 @@ def test_settlement_acks_once_when_every_part_is_settled() -> None:
     anyio.run(main)
 
 
+@given(st.integers(min_value=0, max_value=6))
+def test_release_says_when_the_last_part_is_settled_and_acks_only_then(extra: int) -> None:
+    acks: list[str] = []
+
+    async def ack() -> None:
+        acks.append("ack")
+
+    async def main() -> None:
+        settlement = Settlement(ack)
+        settlement.add(extra)
+        answers = [settlement.release() for _ in range(extra + 1)]
+        assert answers == [False] * extra + [True]
+        assert acks == []
+        await settlement.acknowledge()
+        assert acks == ["ack"] and settlement.done
+        assert settlement.release() is False  # a late part never acks again
+
+    anyio.run(main)
+
+
 def test_derived_messages_get_distinct_idempotency_keys() -> None:
     parent = Envelope(payload={}, settlement=Settlement(), headers={"idempotency-key": "K"})
     keys = [parent.derive(i).headers["idempotency-key"] for i in range(3)]

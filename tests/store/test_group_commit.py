@@ -80,3 +80,19 @@ def test_merging_keeps_every_entry_in_order(groups: list[list[str]]) -> None:
     merged = merge_records("f", records)
     assert [d.key for d in merged.deliveries] == [k for keys in groups for k in keys]
     assert merged.unparked == [len(keys) for keys in groups]
+
+
+def test_an_empty_record_returns_at_once_without_a_transaction(tmp_path: Path) -> None:
+    async def main() -> GroupCommitter:
+        store = SqliteStore(tmp_path / "s.db")
+        await store.open()
+        try:
+            committer = GroupCommitter(store, "orders")
+            await committer.write(BatchRecord(flow="orders"))
+            await committer.write(_record("K1"))
+            return committer
+        finally:
+            await store.close()
+
+    committer = anyio.run(main)
+    assert (committer.transactions, committer.records) == (1, 1)

@@ -41,13 +41,24 @@ class Settlement:
     async def settle(self, part: Any = None) -> None:
         """Settle one part (``part``: its envelope, for ``observe``); the last part acks the
         source message."""
+        if self.release(part):
+            await self.acknowledge()
+
+    def release(self, part: Any = None) -> bool:
+        """Settle one part like ``settle`` but without acking: True when it was the last part
+        and the source message must now be acked with ``acknowledge`` (no await per part)."""
         if self._observe is not None and part is not None:
             self._observe(part)
         self.pending -= 1
         if self.pending == 0 and not self._done:
             self._done = True
-            if self._ack is not None:
-                await self._ack()
+            return self._ack is not None
+        return False
+
+    async def acknowledge(self) -> None:
+        """Ack the source message, once ``release`` returned True."""
+        if self._ack is not None:
+            await self._ack()
 
     @property
     def done(self) -> bool:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import gc
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -61,6 +62,8 @@ from dovetail.store.group_commit import GroupCommitter
 __all__ = ["FlowHalted", "FlowRunner", "ProgressFn", "RunSummary", "first_error"]
 
 log = structlog.get_logger("dovetail.runner")
+_REPLAY_SINK = "x-dovetail-replay-sink"
+"""The header of a replayed message that failed at one sink: delivered to that sink only."""
 
 
 class FlowRunner:
@@ -128,6 +131,11 @@ class FlowRunner:
         runtime = self.flow.spec.runtime
         lanes = runtime.workers
         await self.pipeline.open()
+        # What was loaded to run the flow (modules, models, compiled steps) lives as long as
+        # the flow: out of the collector's way, a collection scans only the messages' objects.
+        # Unfrozen when the flow ends, so a program that runs flows one after another (the
+        # Python API, a test suite) can still collect what an earlier flow left behind.
+        gc.freeze()
         try:
             await self._forget_old_keys()
             streams = [
@@ -186,6 +194,7 @@ class FlowRunner:
                 await self.pump_due()
             await self.pipeline.source.commit()
         finally:
+            gc.unfreeze()
             self.summary.seconds = time.perf_counter() - started
             if self._observer is not None:
                 self._observer.finished(self.flow.name)
@@ -222,12 +231,13 @@ class FlowRunner:
         acked: list[Envelope] = []
         dead: list[Envelope] = []
         live: list[Envelope] = []
+        key = self.pipeline.idempotency_key
         for envelope in batch:
             if envelope.original is None:
                 envelope.original = envelope.payload
             if envelope.failure is not None:
                 dead.append(envelope)
-            elif stamp_idempotency_key(envelope, self.pipeline.idempotency_key):
+            elif key is None or stamp_idempotency_key(envelope, key):
                 live.append(envelope)
             else:
                 dead.append(envelope)
@@ -355,18 +365,21 @@ class FlowRunner:
         before it, the ``delivered`` event) with the next group commit, then settle them."""
         record = BatchRecord(flow=self.flow.name)
         step = f"sink:{sink}"
+        deliveries, unparked = record.deliveries, record.unparked
         for envelope in envelopes:
             key = envelope.headers.get(IDEMPOTENCY_HEADER)
             if key is not None:
-                record.deliveries.append(Delivery(sink, key, envelope.id))
+                deliveries.append(Delivery(sink, key, envelope.id))
             if envelope.parked_id is not None:
-                record.unparked.append(envelope.parked_id)
-            journal_attempts(record, envelope, step, self._mask)
+                unparked.append(envelope.parked_id)
+            if envelope.attempts:
+                journal_attempts(record, envelope, step, self._mask)
             self._journal(record, envelope, "delivered", step, {"attempt": envelope.attempt})
         await self._commit(record)
+        acked.extend(envelopes)
         for envelope in envelopes:
-            acked.append(envelope)
-            await envelope.settlement.settle(envelope)
+            if envelope.settlement.release(envelope):
+                await envelope.settlement.acknowledge()
 
     async def _commit(self, record: BatchRecord) -> None:
         """Write ``record`` with the next group commit (nothing to do without a store)."""
@@ -525,11 +538,17 @@ class FlowRunner:
     ) -> dict[str, list[Envelope]]:
         per_sink: dict[str, list[Envelope]] = {}
         dropped: list[Envelope] = []
+        every_sink = [t for t in self._sink_names if t in self.pipeline.sinks]
         for envelope in live:
-            targets = [t for t in (envelope.routes or self._sink_names) if t in self.pipeline.sinks]
-            replay_sink = envelope.headers.get("x-dovetail-replay-sink")
-            if replay_sink is not None:
-                targets = [t for t in targets if t == replay_sink]
+            if not envelope.routes and _REPLAY_SINK not in envelope.headers:
+                targets = every_sink
+            else:
+                targets = [
+                    t for t in (envelope.routes or self._sink_names) if t in self.pipeline.sinks
+                ]
+                replay_sink = envelope.headers.get(_REPLAY_SINK)
+                if replay_sink is not None:
+                    targets = [t for t in targets if t == replay_sink]
             if not targets:
                 self._journal(record, envelope, "filtered", "route")
                 self.summary.filtered += 1
@@ -596,7 +615,7 @@ class FlowRunner:
             letter.history.extend(attempt_history(envelope, failure.step, self._mask))
             journal_attempts(record, envelope, failure.step, self._mask)
             if failure.step.startswith("sink:"):
-                letter.headers["x-dovetail-replay-sink"] = failure.step[len("sink:") :]
+                letter.headers[_REPLAY_SINK] = failure.step[len("sink:") :]
             record.dead_letters.append(letter)
             self.summary.reasons[letter.reason] += 1
             self._journal(
@@ -638,19 +657,16 @@ class FlowRunner:
         step: str | None,
         detail: dict[str, object] | None = None,
     ) -> None:
+        """Journal ``event`` of ``envelope`` in ``record``; ``detail`` (a fresh dict, completed
+        in place with the position and the dead letter replayed) becomes the event's detail."""
         envelope.outcome = event
-        info: dict[str, object] = dict(detail or {})
+        info: dict[str, object] = {} if detail is None else detail
         if envelope.position is not None:
             info["position"] = envelope.position.describe()
         if envelope.dead_letter_id is not None:
             info["replay_of"] = envelope.dead_letter_id
         record.journal.append(
             JournalEvent(
-                message_id=envelope.id,
-                correlation_id=envelope.correlation_id,
-                flow=self.flow.name,
-                event=event,
-                step=step,
-                detail=info or None,
+                envelope.id, envelope.correlation_id, self.flow.name, event, step, info or None
             )
         )

@@ -180,7 +180,7 @@ class PythonStep:
                     result = user.func(envelope.payload, envelope)
                 else:
                     result = user.func(envelope.payload)
-                if inspect.isawaitable(result):
+                if type(result) is not dict and inspect.isawaitable(result):
                     result = await result
             except MessageError as exc:  # raised on purpose: its reason is the user's
                 mark_failed(envelope, self.name, exc)

@@ -65,8 +65,11 @@ class GroupCommitter:
     async def write(self, record: BatchRecord) -> None:
         """Return once ``record`` is committed, together with whatever else was waiting.
 
-        Raises ``StoreError`` (or the store's error) when its transaction failed.
+        A record with no entries has nothing to make durable: it returns at once, without a
+        transaction. Raises ``StoreError`` (or the store's error) when its transaction failed.
         """
+        if not any(getattr(record, name) for name in _LISTS):
+            return
         ticket = _Ticket(record)
         self._pending.append(ticket)
         while not ticket.done.is_set():
