@@ -14,7 +14,7 @@ from databases import Database, open_database
 
 from dovetail.testing.crash import CrashHarness
 
-ROWS = 10_000
+ROWS = 40_000
 FLOW = """\
 flow: orders-to-shop
 version: 1.0.0
@@ -75,7 +75,7 @@ def test_kill9_loses_no_row(tmp_path: Path, databases: tuple[Database, Database]
     def count() -> int:
         return int(target.rows(f"SELECT count(*) FROM {target_table}")[0][0])
 
-    harness = CrashHarness(tmp_path, kills=6, interval=(0.2, 0.6), activity=count)
+    harness = CrashHarness(tmp_path, kills=6, interval=(0.1, 0.4), activity=count)
     report = harness.run(
         expected=[str(n) for n in range(1, ROWS + 1)],
         delivered=lambda: [str(row[0]) for row in target.rows(f"SELECT id FROM {target_table}")],
